@@ -1,0 +1,442 @@
+//! The intermediate representation: the only contract between the front end
+//! (`syntax` + `check`) and the evaluator and backends.
+//!
+//! Everything here is checked: names resolve, fields exist in the source
+//! catalog, regexes are portable, metadata is well-formed. Backends never see
+//! the surface syntax.
+
+use serde::Serialize;
+use std::fmt;
+
+/// One checked `.rule` file entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rule {
+    /// The rule's identifier (`rule <name> { ... }`), used as the output file stem.
+    pub name: String,
+    pub meta: Meta,
+    /// One detection per `source` block, in file order.
+    pub detections: Vec<Detection>,
+    pub tests: Vec<TestCase>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub author: String,
+    /// `YYYY-MM-DD`
+    pub date: String,
+    pub modified: Option<String>,
+    pub status: Status,
+    pub severity: Severity,
+    /// ATT&CK techniques (`T1053.007`), in source order.
+    pub techniques: Vec<String>,
+    /// ATT&CK tactics (`TA0003`), in source order.
+    pub tactics: Vec<String>,
+    pub references: Vec<String>,
+    pub false_positives: Vec<String>,
+    pub runbook: Option<String>,
+    pub related: Vec<Related>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Related {
+    pub id: String,
+    pub kind: RelationKind,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelationKind {
+    Derived,
+    Obsolete,
+    Merged,
+    Renamed,
+    Similar,
+}
+
+impl RelationKind {
+    pub const ALL: &'static [(&'static str, RelationKind)] = &[
+        ("derived", RelationKind::Derived),
+        ("obsolete", RelationKind::Obsolete),
+        ("merged", RelationKind::Merged),
+        ("renamed", RelationKind::Renamed),
+        ("similar", RelationKind::Similar),
+    ];
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(s, _)| *s).unwrap_or("similar")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Experimental,
+    Test,
+    Stable,
+    Deprecated,
+}
+
+impl Status {
+    pub const ALL: &'static [(&'static str, Status)] = &[
+        ("experimental", Status::Experimental),
+        ("test", Status::Test),
+        ("stable", Status::Stable),
+        ("deprecated", Status::Deprecated),
+    ];
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(s, _)| *s).unwrap_or("test")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: &'static [(&'static str, Severity)] = &[
+        ("informational", Severity::Informational),
+        ("low", Severity::Low),
+        ("medium", Severity::Medium),
+        ("high", Severity::High),
+        ("critical", Severity::Critical),
+    ];
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(s, _)| *s).unwrap_or("medium")
+    }
+}
+
+/// The rule logic for one log source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    /// Catalog name of the source, e.g. `kubernetes.audit`.
+    pub source: String,
+    /// Output file stem: the rule name for the first source, `<rule>_<source>` after it.
+    pub stem: String,
+    pub platforms: Vec<String>,
+    /// Named conditions in dependency order (each refers only to earlier ones).
+    pub lets: Vec<Let>,
+    pub condition: Expr,
+    pub indicators: Vec<Indicator>,
+    pub output: Output,
+}
+
+impl Detection {
+    pub fn let_expr(&self, name: &str) -> Option<&Expr> {
+        self.lets.iter().find(|l| l.name == name).map(|l| &l.expr)
+    }
+
+    /// The condition with every `let` reference replaced by its definition.
+    pub fn inlined(&self, expr: &Expr) -> Expr {
+        match expr {
+            Expr::Ref(name) => match self.let_expr(name) {
+                Some(e) => self.inlined(e),
+                None => expr.clone(),
+            },
+            Expr::And(xs) => Expr::And(xs.iter().map(|x| self.inlined(x)).collect()),
+            Expr::Or(xs) => Expr::Or(xs.iter().map(|x| self.inlined(x)).collect()),
+            Expr::Not(x) => Expr::Not(Box::new(self.inlined(x))),
+            Expr::Cmp(_) => expr.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Let {
+    pub name: String,
+    pub expr: Expr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Indicator {
+    pub name: String,
+    pub severity: Severity,
+    pub expr: Expr,
+}
+
+/// A boolean condition over one event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    /// A `let` name of the same detection.
+    Ref(String),
+    Cmp(Cmp),
+}
+
+/// `field [cased] op value(s)`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Cmp {
+    pub field: Field,
+    pub op: Op,
+    pub cased: bool,
+    /// With several values: `true` means every value must match (`all [..]`),
+    /// `false` that one is enough (`in [..]`, `any [..]`).
+    pub all: bool,
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Eq,
+    Ne,
+    StartsWith,
+    EndsWith,
+    Contains,
+    Like,
+    Matches,
+    Exists,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Cidr,
+}
+
+impl Op {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::StartsWith => "startswith",
+            Op::EndsWith => "endswith",
+            Op::Contains => "contains",
+            Op::Like => "like",
+            Op::Matches => "matches",
+            Op::Exists => "exists",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Cidr => "cidr",
+        }
+    }
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Op::Lt | Op::Le | Op::Gt | Op::Ge)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Value {
+    Str(String),
+    Num(serde_json::Number),
+    Bool(bool),
+    /// A regex in the portable subset, matched as a substring search.
+    Regex(String),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) | Value::Regex(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// The value as the text an engine compares it as.
+    pub fn text(&self) -> String {
+        match self {
+            Value::Str(s) | Value::Regex(s) => s.clone(),
+            Value::Num(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// A dotted path into the canonical event; `**` reaches a key at any depth.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Field(pub Vec<Seg>);
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Seg {
+    Key(String),
+    AnyDepth,
+}
+
+impl Field {
+    pub fn keys(&self) -> impl Iterator<Item = Option<&str>> {
+        self.0.iter().map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::AnyDepth => None,
+        })
+    }
+    pub fn has_any_depth(&self) -> bool {
+        self.0.iter().any(|s| matches!(s, Seg::AnyDepth))
+    }
+    /// The plain dotted name (`a.b.c`, `**` for any depth), as written in catalogs.
+    pub fn dotted(&self) -> String {
+        self.keys().map(|k| k.unwrap_or("**")).collect::<Vec<_>>().join(".")
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            match seg {
+                Seg::AnyDepth => f.write_str("**")?,
+                Seg::Key(k) if is_plain_key(k) => f.write_str(k)?,
+                Seg::Key(k) => write!(f, "`{k}`")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn is_plain_key(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '@')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '@')
+}
+
+/// Fully parenthesised form, so precedence is visible in tests and `detc ir`.
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::And(xs) | Expr::Or(xs) => {
+                let op = if matches!(self, Expr::And(_)) { " and " } else { " or " };
+                f.write_str("(")?;
+                for (i, x) in xs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(op)?;
+                    }
+                    write!(f, "{x}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Not(x) => write!(f, "(not {x})"),
+            Expr::Ref(n) => f.write_str(n),
+            Expr::Cmp(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl fmt::Display for Cmp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.field)?;
+        if self.cased {
+            f.write_str(" cased")?;
+        }
+        if self.op == Op::Exists {
+            return f.write_str(" exists");
+        }
+        let show = |v: &Value| match v {
+            Value::Str(s) => format!("{s:?}"),
+            Value::Regex(r) => format!("/{r}/"),
+            other => other.text(),
+        };
+        if self.values.len() == 1 {
+            write!(f, " {} {}", self.op.keyword(), show(&self.values[0]))
+        } else {
+            let list: Vec<String> = self.values.iter().map(show).collect();
+            let q = if self.all { "all" } else { "any" };
+            write!(f, " {} {q} [{}]", self.op.keyword(), list.join(", "))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Output {
+    pub group_by: Vec<Field>,
+    pub values: Vec<Aliased>,
+    /// Output renames, applied after aggregation.
+    pub rename: Vec<(Field, String)>,
+    pub title: Option<Template>,
+    pub dedup_minutes: Option<u32>,
+    pub schedule: Option<Schedule>,
+    pub risk: Option<Risk>,
+    pub summary: Vec<Field>,
+    /// Add first/last seen times to aggregates (Splunk `min(_time)`/`max(_time)`).
+    pub time_range: bool,
+}
+
+impl Output {
+    /// The name a field carries in the alert: its alias or rename, else its path.
+    pub fn output_name(&self, field: &Field) -> String {
+        if let Some((_, to)) = self.rename.iter().find(|(f, _)| f == field) {
+            return to.clone();
+        }
+        if let Some(a) = self.values.iter().find(|a| &a.field == field) {
+            if let Some(alias) = &a.alias {
+                return alias.clone();
+            }
+        }
+        field.dotted()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Aliased {
+    pub field: Field,
+    pub alias: Option<String>,
+}
+
+/// `"text {field.path} text"`: literal text and field references.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Template(pub Vec<TemplatePart>);
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplatePart {
+    Text(String),
+    Field(Field),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    pub cron: String,
+    pub earliest: String,
+    pub latest: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Risk {
+    pub score: u32,
+    pub impact: u32,
+    pub confidence: u32,
+    /// Refers to output names (after alias/rename) as `{name}`.
+    pub message: Template,
+    /// Output name -> risk object type (`user`, `system`, `other`).
+    pub objects: Vec<(String, String)>,
+    /// Output name -> threat object type (`ip_address`, ...).
+    pub threats: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestCase {
+    pub name: String,
+    pub platform: String,
+    pub expect: Expectation,
+    pub event: serde_json::Value,
+    /// Where the event came from: `inline` or the file path as written.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Expectation {
+    pub matched: bool,
+    /// With `expect match with [..]`: exactly these indicators must match.
+    pub indicators: Option<Vec<String>>,
+}
+
+/// The IR as YAML (`detc ir`), enums as single-key maps.
+pub fn to_yaml(rule: &Rule) -> Result<String, serde_yaml::Error> {
+    let mut buf = Vec::new();
+    let mut ser = serde_yaml::Serializer::new(&mut buf);
+    serde_yaml::with::singleton_map_recursive::serialize(rule, &mut ser)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}

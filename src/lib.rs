@@ -1,0 +1,12 @@
+//! detc, the detection compiler.
+//!
+//! Stages: [`syntax`] (text -> AST) -> [`check`] (AST -> [`ir`]) ->
+//! [`eval`] (reference semantics) and [`backend`] (IR -> target files).
+
+pub mod check;
+pub mod diag;
+pub mod eval;
+pub mod ir;
+pub mod load;
+pub mod sources;
+pub mod syntax;

@@ -1,0 +1,161 @@
+//! The source catalog (canonical fields and types of each log source, kept
+//! as data in `*.yaml` beside this file) and platform normalisation.
+
+pub mod normalize;
+
+use crate::ir::{Field, Seg};
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    String,
+    Number,
+    Bool,
+    Ip,
+    Timestamp,
+    /// A fixed object whose children are listed separately.
+    Object,
+    /// An object with arbitrary keys and string values.
+    Map,
+    /// Arbitrary JSON below: sub-paths and `**` are allowed.
+    Any,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FieldDef {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    #[serde(default)]
+    pub array: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Catalog {
+    pub source: String,
+    #[serde(default)]
+    pub description: String,
+    pub platforms: Vec<String>,
+    pub fields: Vec<FieldDef>,
+}
+
+/// What the catalog knows about a field path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub ty: FieldType,
+    /// Per segment: whether the value at that prefix is an array (Splunk `{}`).
+    pub arrays: Vec<bool>,
+    /// True when the path lies below an `any` field, whose shape is not known.
+    pub free_form: bool,
+}
+
+pub fn catalogs() -> &'static [Catalog] {
+    static CATALOGS: OnceLock<Vec<Catalog>> = OnceLock::new();
+    CATALOGS.get_or_init(|| {
+        [include_str!("kubernetes_audit.yaml"), include_str!("azure_activity.yaml")]
+            .iter()
+            .map(|text| serde_yaml::from_str(text).expect("built-in catalog is valid YAML"))
+            .collect()
+    })
+}
+
+pub fn catalog(source: &str) -> Option<&'static Catalog> {
+    catalogs().iter().find(|c| c.source == source)
+}
+
+/// The source that covers a platform, if any.
+pub fn source_of_platform(platform: &str) -> Option<&'static Catalog> {
+    catalogs().iter().find(|c| c.platforms.iter().any(|p| p == platform))
+}
+
+impl Catalog {
+    fn def(&self, path: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.path == path)
+    }
+
+    /// Resolve a field path, or explain why it is not a field of this source.
+    pub fn resolve(&self, field: &Field) -> Result<Resolved, String> {
+        let mut arrays = Vec::new();
+        let mut prefix = String::new();
+        for (i, seg) in field.0.iter().enumerate() {
+            let key = match seg {
+                Seg::Key(k) => k,
+                Seg::AnyDepth => {
+                    return Err(format!("`**` is only allowed below a free-form field such as `{}`", self.free_form_example()));
+                }
+            };
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(key);
+            let Some(def) = self.def(&prefix) else {
+                return Err(self.unknown(&prefix));
+            };
+            arrays.push(def.array);
+            let last = i + 1 == field.0.len();
+            match def.ty {
+                FieldType::Any if !last => {
+                    // Below here anything goes: unknown shape, arrays unknown.
+                    arrays.extend(std::iter::repeat_n(false, field.0.len() - i - 1));
+                    return Ok(Resolved { ty: FieldType::Any, arrays, free_form: true });
+                }
+                FieldType::Map if !last => {
+                    if i + 2 == field.0.len() && matches!(field.0[i + 1], Seg::Key(_)) {
+                        arrays.push(false);
+                        return Ok(Resolved { ty: FieldType::String, arrays, free_form: false });
+                    }
+                    return Err(format!("`{prefix}` is a map of strings: one key may follow it"));
+                }
+                _ if last => return Ok(Resolved { ty: def.ty, arrays, free_form: false }),
+                FieldType::Object => {}
+                _ => return Err(format!("`{prefix}` is a {:?} field and has no sub-fields", def.ty).to_lowercase()),
+            }
+        }
+        Err("empty field path".into())
+    }
+
+    fn free_form_example(&self) -> String {
+        self.fields
+            .iter()
+            .find(|f| f.ty == FieldType::Any)
+            .map_or_else(|| "(none in this source)".to_string(), |f| f.path.clone())
+    }
+
+    fn unknown(&self, path: &str) -> String {
+        format!("`{path}` is not a field of {}", self.source)
+    }
+
+    /// The closest known field name, for "did you mean".
+    pub fn suggest(&self, path: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .map(|f| (strsim::jaro_winkler(&f.path.to_lowercase(), &path.to_lowercase()), f.path.as_str()))
+            .filter(|(score, _)| *score > 0.85)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, p)| p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(s: &str) -> Field {
+        Field(s.split('.').map(|k| if k == "**" { Seg::AnyDepth } else { Seg::Key(k.into()) }).collect())
+    }
+
+    #[test]
+    fn catalogs_load_and_resolve() {
+        let k8s = catalog("kubernetes.audit").unwrap();
+        assert_eq!(k8s.resolve(&field("verb")).unwrap().ty, FieldType::String);
+        assert_eq!(k8s.resolve(&field("user.groups")).unwrap().arrays, vec![false, true]);
+        assert!(k8s.resolve(&field("requestObject.**.image")).unwrap().free_form);
+        assert!(k8s.resolve(&field("objectRef.resorce")).is_err());
+        assert_eq!(k8s.suggest("objectRef.resorce"), Some("objectRef.resource"));
+        assert!(catalog("azure.activity").unwrap().resolve(&field("operationName")).is_ok());
+    }
+}
