@@ -39,6 +39,9 @@ pub struct Meta {
     pub runbook: Option<String>,
     pub related: Vec<Related>,
     pub tags: Vec<String>,
+    /// Targets for which the author accepts a visible, reported loss of
+    /// constructs the target cannot express (`lossy = [sigma]`).
+    pub lossy: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -10,3 +10,5 @@ pub mod ir;
 pub mod load;
 pub mod sources;
 pub mod syntax;
+pub mod backend;
+pub mod build;

@@ -2,6 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use detc::backend::Target;
+use detc::build;
 use detc::load::{self, Loads};
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,6 +42,24 @@ enum Command {
         /// Platform of the events (default: the rule's first platform)
         #[arg(long)]
         platform: Option<String>,
+    },
+    /// Render every rule for every target into the output directory (replaced atomically)
+    #[command(after_help = EXIT_CODES)]
+    Build {
+        #[arg(default_value = "rules")]
+        paths: Vec<PathBuf>,
+        /// Output directory
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        /// Targets to render, comma-separated (default: all)
+        #[arg(long, value_delimiter = ',', value_parser = parse_target)]
+        target: Vec<Target>,
+        /// Accept constructs a target cannot express, as visible notes in the output and the report
+        #[arg(long)]
+        lossy: bool,
+        /// Treat every note, even a setting the format has no place for, as an error
+        #[arg(long, conflicts_with = "lossy")]
+        strict: bool,
     },
     /// Print a rule's intermediate representation as YAML
     #[command(after_help = EXIT_CODES)]
@@ -122,6 +142,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Build { paths, out, target, lossy, strict } => {
+            let loads = load_or_usage(&paths)?;
+            print_failures(&loads);
+            if !loads.failures.is_empty() {
+                eprintln!("build failed: {} file(s) did not check; {} left unchanged", loads.failures.len(), out.display());
+                return Ok(ExitCode::from(1));
+            }
+            let targets = if target.is_empty() { Target::ALL.to_vec() } else { target };
+            let opts = build::Options { targets, lossy, strict };
+            let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
+            let b = build::build(&rules, &opts);
+            if !b.errors.is_empty() {
+                for e in &b.errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("build failed: {} error(s); {} left unchanged", b.errors.len(), out.display());
+                return Ok(ExitCode::from(1));
+            }
+            build::write_atomically(&out, &b.files).with_context(|| format!("writing {}", out.display()))?;
+            println!("built {} rule(s) for {} into {} ({} files); see {}/REPORT.md", rules.len(), opts.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "), out.display(), b.files.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ir { file } => match load::compile_path(&file) {
             Ok(rules) => {
                 for r in rules {
@@ -145,4 +187,8 @@ fn print_failures(loads: &Loads) {
     for f in &loads.failures {
         eprint!("{f}");
     }
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).ok_or_else(|| format!("unknown target `{s}` (splunk, elastic, panther, sigma)"))
 }

@@ -81,7 +81,11 @@ const META_KEYS: &[&str] = &[
     "runbook",
     "related",
     "tags",
+    "lossy",
 ];
+
+/// Target names accepted by `lossy = [..]`.
+pub const TARGET_NAMES: &[&str] = &["splunk", "elastic", "panther", "sigma"];
 
 const OUTPUT_KEYS: &[&str] =
     &["group_by", "values", "rename", "title", "dedup", "schedule", "risk", "summary", "time_range"];
@@ -189,6 +193,15 @@ impl<'a> Checker<'a> {
         let tags = strings(self, "tags");
         let runbook = seen.get("runbook").and_then(|s| self.text_value(&s.value));
         let related = seen.get("related").map(|s| self.related(&s.value)).unwrap_or_default();
+        let mut lossy = Vec::new();
+        if let Some(s) = seen.get("lossy") {
+            for item in self.list(&s.value).unwrap_or_default() {
+                let opts: Vec<(&str, &str)> = TARGET_NAMES.iter().map(|t| (*t, *t)).collect();
+                if let Some(t) = self.enum_value(&item.value, &opts, "target") {
+                    lossy.push(t.to_string());
+                }
+            }
+        }
         if self.diags.len() != before {
             return None;
         }
@@ -208,6 +221,7 @@ impl<'a> Checker<'a> {
             runbook,
             related,
             tags,
+            lossy,
         })
     }
 

@@ -1,0 +1,184 @@
+//! Backends: IR -> target files. Templates (under `templates/<target>/`) wrap
+//! documents; code walks expressions through the one shared [`printer`].
+//!
+//! Loss policy ("nothing lost silently"):
+//! - [`LossKind::Unsupported`]: the target cannot express a construct's
+//!   meaning (a condition, an indicator). An error unless the user opts in
+//!   with the rule's `lossy = [targets]` or `detc build --lossy`; then a note.
+//! - [`LossKind::NotApplicable`]: the target format has no place for a
+//!   setting (Sigma has no schedule). Always a note.
+//!
+//! Every note appears as a comment in the generated file and in the build
+//! report; `--strict` turns every note into an error.
+
+pub mod printer;
+pub mod sigma;
+pub mod splunk;
+pub mod elastic;
+pub mod panther;
+pub mod text;
+
+use crate::ir::Rule;
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Splunk,
+    Elastic,
+    Panther,
+    Sigma,
+}
+
+impl Target {
+    pub const ALL: [Target; 4] = [Target::Splunk, Target::Elastic, Target::Panther, Target::Sigma];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Splunk => "splunk",
+            Target::Elastic => "elastic",
+            Target::Panther => "panther",
+            Target::Sigma => "sigma",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    pub fn backend(self) -> &'static dyn Backend {
+        match self {
+            Target::Splunk => &splunk::Splunk,
+            Target::Elastic => &elastic::Elastic,
+            Target::Panther => &panther::Panther,
+            Target::Sigma => &sigma::Sigma,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// The meaning of a construct cannot be expressed.
+    Unsupported,
+    /// The format has no place for a setting.
+    NotApplicable,
+}
+
+/// One construct a target could not express exactly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Loss {
+    pub kind: LossKind,
+    /// The detection's output stem.
+    pub stem: String,
+    /// What was lost, e.g. `indicator host_path` or `output.schedule`.
+    pub construct: String,
+    pub reason: String,
+}
+
+impl Loss {
+    pub fn unsupported(stem: &str, construct: impl Into<String>, reason: impl Into<String>) -> Self {
+        Loss { kind: LossKind::Unsupported, stem: stem.into(), construct: construct.into(), reason: reason.into() }
+    }
+    pub fn not_applicable(stem: &str, construct: impl Into<String>, reason: impl Into<String>) -> Self {
+        Loss { kind: LossKind::NotApplicable, stem: stem.into(), construct: construct.into(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.construct, self.reason, match self.kind {
+            LossKind::Unsupported => "not expressible",
+            LossKind::NotApplicable => "no such setting in this format",
+        })
+    }
+}
+
+/// A generated file, relative to `dist/<target>/`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Artifact {
+    pub path: String,
+    pub contents: String,
+}
+
+/// What a backend made of one rule.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rendered {
+    pub files: Vec<Artifact>,
+    pub losses: Vec<Loss>,
+}
+
+/// A backend failure that is not a loss (a rule the target rejects outright,
+/// such as a Splunk name over 67 characters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendError(pub String);
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl From<tera::Error> for BackendError {
+    fn from(e: tera::Error) -> Self {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        BackendError(format!("template error: {msg}"))
+    }
+}
+
+impl From<serde_yaml::Error> for BackendError {
+    fn from(e: serde_yaml::Error) -> Self {
+        BackendError(format!("YAML error: {e}"))
+    }
+}
+
+pub trait Backend: Sync {
+    fn target(&self) -> Target;
+
+    /// Render one rule. Losses are returned, not judged: the build applies
+    /// the loss policy. The files must carry a visible note for each loss.
+    fn render(&self, rule: &Rule) -> Result<Rendered, BackendError>;
+
+    /// Files shared by all rules (e.g. Splunk source macros), given every rule.
+    fn shared(&self, _rules: &[&Rule]) -> Result<Vec<Artifact>, BackendError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The templates of every target, compiled once. Auto-escaping is off:
+/// each template escapes through the target-aware filters in [`text`].
+pub fn templates() -> &'static tera::Tera {
+    static TERA: std::sync::OnceLock<tera::Tera> = std::sync::OnceLock::new();
+    TERA.get_or_init(|| {
+        let mut t = tera::Tera::default();
+        t.autoescape_on(vec![]);
+        t.add_raw_templates(all_templates().map(|(n, s)| (*n, *s))).expect("built-in templates parse");
+        text::register_filters(&mut t);
+        t
+    })
+}
+
+/// Built-in templates, embedded so the binary needs no files at run time.
+/// Each backend lists its own in a `TEMPLATES` table.
+fn all_templates() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    splunk::TEMPLATES.iter().chain(elastic::TEMPLATES).chain(panther::TEMPLATES).chain(sigma::TEMPLATES)
+}
+
+/// Render with a template, mapping tera errors.
+pub fn render_template(name: &str, ctx: &tera::Context) -> Result<String, BackendError> {
+    Ok(templates().render(name, ctx)?)
+}

@@ -1,0 +1,133 @@
+//! The one precedence-aware expression printer. A target supplies a
+//! [`Dialect`]: its operator tokens, how one comparison is written (with the
+//! target's quoting and escaping), and what it cannot express.
+
+use crate::ir::{Cmp, Detection, Expr};
+
+/// How a target writes boolean structure and comparisons.
+pub trait Dialect {
+    fn and_op(&self) -> &str {
+        " and "
+    }
+    fn or_op(&self) -> &str {
+        " or "
+    }
+    fn not_prefix(&self) -> &str {
+        "not "
+    }
+    /// Parenthesise every nested `and`/`or` group, whatever the precedence
+    /// (Splunk's search command evaluates OR before AND).
+    fn always_parenthesise(&self) -> bool {
+        false
+    }
+    /// Print a `let` by name instead of inlining it (`None`: inline).
+    fn reference(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// One comparison, or why the target cannot express it.
+    fn cmp(&self, c: &Cmp) -> Result<String, String>;
+}
+
+/// A construct the dialect refused: the comparison as written and the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unprintable {
+    pub construct: String,
+    pub reason: String,
+}
+
+const OR: u8 = 1;
+const AND: u8 = 2;
+const NOT: u8 = 3;
+const ATOM: u8 = 4;
+
+/// Print `expr` of `det` in dialect `d`.
+pub fn print(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<String, Unprintable> {
+    Ok(print_level(d, det, expr)?.0)
+}
+
+fn print_level(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<(String, u8), Unprintable> {
+    match expr {
+        Expr::Cmp(c) => d
+            .cmp(c)
+            .map(|s| (s, ATOM))
+            .map_err(|reason| Unprintable { construct: c.to_string(), reason }),
+        Expr::Ref(name) => match d.reference(name) {
+            Some(s) => Ok((s, ATOM)),
+            None => match det.let_expr(name) {
+                Some(e) => print_level(d, det, e),
+                None => Err(Unprintable { construct: name.clone(), reason: "unknown name".into() }),
+            },
+        },
+        Expr::Not(inner) => {
+            let (s, level) = print_level(d, det, inner)?;
+            let s = if level < NOT { format!("({s})") } else { s };
+            Ok((format!("{}{s}", d.not_prefix()), NOT))
+        }
+        Expr::And(xs) | Expr::Or(xs) => {
+            let (level, op) = if matches!(expr, Expr::And(_)) { (AND, d.and_op()) } else { (OR, d.or_op()) };
+            if xs.len() == 1 {
+                return print_level(d, det, &xs[0]);
+            }
+            let mut parts = Vec::with_capacity(xs.len());
+            for x in xs {
+                let (s, l) = print_level(d, det, x)?;
+                let wrap = l < level || (d.always_parenthesise() && l < NOT && l != level);
+                parts.push(if wrap { format!("({s})") } else { s });
+            }
+            Ok((parts.join(op), level))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Field, Op, Seg, Value};
+
+    struct Plain;
+    impl Dialect for Plain {
+        fn cmp(&self, c: &Cmp) -> Result<String, String> {
+            Ok(c.field.dotted())
+        }
+    }
+    struct Spl;
+    impl Dialect for Spl {
+        fn always_parenthesise(&self) -> bool {
+            true
+        }
+        fn cmp(&self, c: &Cmp) -> Result<String, String> {
+            Ok(c.field.dotted())
+        }
+    }
+
+    fn f(name: &str) -> Expr {
+        Expr::Cmp(Cmp {
+            field: Field(vec![Seg::Key(name.into())]),
+            op: Op::Exists,
+            cased: false,
+            all: false,
+            values: Vec::<Value>::new(),
+        })
+    }
+
+    fn det() -> Detection {
+        Detection {
+            source: "s".into(),
+            stem: "s".into(),
+            platforms: vec![],
+            lets: vec![],
+            condition: f("x"),
+            indicators: vec![],
+            output: Default::default(),
+        }
+    }
+
+    #[test]
+    fn parenthesises_by_precedence() {
+        let e = Expr::Or(vec![Expr::And(vec![f("a"), f("b")]), Expr::Not(Box::new(Expr::Or(vec![f("c"), f("d")])))]);
+        assert_eq!(print(&Plain, &det(), &e).unwrap(), "a and b or not (c or d)");
+        assert_eq!(print(&Spl, &det(), &e).unwrap(), "(a and b) or not (c or d)");
+        let e = Expr::And(vec![Expr::Or(vec![f("a"), f("b")]), f("c")]);
+        assert_eq!(print(&Plain, &det(), &e).unwrap(), "(a or b) and c");
+    }
+}
