@@ -99,8 +99,23 @@ impl Catalog {
             let last = i + 1 == field.0.len();
             match def.ty {
                 FieldType::Any if !last => {
-                    // Below here anything goes: unknown shape, arrays unknown.
-                    arrays.extend(std::iter::repeat_n(false, field.0.len() - i - 1));
+                    // Below here anything goes; known sub-paths (listed with
+                    // their array flags, e.g. pod template containers) still
+                    // tell where the arrays are.
+                    let mut sub = prefix.clone();
+                    for seg in &field.0[i + 1..] {
+                        match seg {
+                            Seg::Key(k) => {
+                                sub.push('.');
+                                sub.push_str(k);
+                                arrays.push(self.def(&sub).is_some_and(|d| d.array));
+                            }
+                            Seg::AnyDepth => {
+                                sub.push_str(".**");
+                                arrays.push(false);
+                            }
+                        }
+                    }
                     return Ok(Resolved { ty: FieldType::Any, arrays, free_form: true });
                 }
                 FieldType::Map if !last => {
