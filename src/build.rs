@@ -18,7 +18,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { targets: Target::ALL.to_vec(), lossy: false, strict: false }
+        Options {
+            targets: Target::ALL.to_vec(),
+            lossy: false,
+            strict: false,
+        }
     }
 }
 
@@ -52,15 +56,20 @@ pub fn build(rules: &[&Rule], opts: &Options) -> Build {
             match &outcome {
                 Ok(r) => {
                     for loss in &r.losses {
-                        let accepted = opts.lossy || rule.meta.lossy.iter().any(|t| t == target.name());
-                        let fatal = opts.strict || (loss.kind == LossKind::Unsupported && !accepted);
+                        let accepted =
+                            opts.lossy || rule.meta.lossy.iter().any(|t| t == target.name());
+                        let fatal =
+                            opts.strict || (loss.kind == LossKind::Unsupported && !accepted);
                         if fatal {
                             let how = if opts.strict {
                                 "--strict makes every loss an error".to_string()
                             } else {
                                 format!("to accept it as a visible note, add `lossy = [{target}]` to the rule or build with --lossy")
                             };
-                            b.errors.push(format!("{}: {target}: cannot express {loss}; {how}", rule.name));
+                            b.errors.push(format!(
+                                "{}: {target}: cannot express {loss}; {how}",
+                                rule.name
+                            ));
                         }
                     }
                     for f in &r.files {
@@ -69,7 +78,11 @@ pub fn build(rules: &[&Rule], opts: &Options) -> Build {
                 }
                 Err(e) => b.errors.push(format!("{}: {target}: {e}", rule.name)),
             }
-            rows.push(Outcome { rule: rule.name.clone(), target: *target, result: outcome });
+            rows.push(Outcome {
+                rule: rule.name.clone(),
+                target: *target,
+                result: outcome,
+            });
         }
         match target.backend().shared(rules) {
             Ok(files) => files.iter().for_each(|f| add_file(&mut b, *target, f)),
@@ -105,13 +118,27 @@ pub fn report(rows: &[Outcome], opts: &Options) -> String {
     for r in rows {
         let (status, files, losses) = match &r.result {
             Ok(x) => (
-                if x.losses.is_empty() { "exact" } else { "with notes" },
-                x.files.iter().map(|f| format!("`{}`", f.path)).collect::<Vec<_>>().join(", "),
+                if x.losses.is_empty() {
+                    "exact"
+                } else {
+                    "with notes"
+                },
+                x.files
+                    .iter()
+                    .map(|f| format!("`{}`", f.path))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 x.losses.len().to_string(),
             ),
             Err(_) => ("failed", String::new(), "-".into()),
         };
-        let _ = writeln!(s, "| {} | {} | {status} | {} | {losses} |", r.rule, r.target, cell(&files));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {status} | {} | {losses} |",
+            r.rule,
+            r.target,
+            cell(&files)
+        );
     }
     s.push_str("\n## Losses and failures\n\n");
     let mut any = false;
@@ -124,12 +151,26 @@ pub fn report(rows: &[Outcome], opts: &Options) -> String {
                         LossKind::Unsupported => "unsupported",
                         LossKind::NotApplicable => "not_applicable",
                     };
-                    let _ = writeln!(s, "- `{}` → {} (`{}`): **{kind}** `{}`: {}", r.rule, r.target, l.stem, cell(&l.construct), cell(&l.reason));
+                    let _ = writeln!(
+                        s,
+                        "- `{}` → {} (`{}`): **{kind}** `{}`: {}",
+                        r.rule,
+                        r.target,
+                        l.stem,
+                        cell(&l.construct),
+                        cell(&l.reason)
+                    );
                 }
             }
             Err(e) => {
                 any = true;
-                let _ = writeln!(s, "- `{}` → {}: **failed**: {}", r.rule, r.target, cell(&e.0));
+                let _ = writeln!(
+                    s,
+                    "- `{}` → {}: **failed**: {}",
+                    r.rule,
+                    r.target,
+                    cell(&e.0)
+                );
             }
         }
     }
@@ -147,7 +188,9 @@ pub fn write_atomically(out: &Path, files: &BTreeMap<String, String>) -> std::io
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent)?;
-    let staging = tempfile::Builder::new().prefix(".detc-staging-").tempdir_in(&parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".detc-staging-")
+        .tempdir_in(&parent)?;
     for (rel, contents) in files {
         let path = staging.path().join(rel);
         if let Some(dir) = path.parent() {
@@ -157,7 +200,10 @@ pub fn write_atomically(out: &Path, files: &BTreeMap<String, String>) -> std::io
     }
     let staged = staging.keep();
     if out.exists() {
-        let old = tempfile::Builder::new().prefix(".detc-old-").tempdir_in(&parent)?.keep();
+        let old = tempfile::Builder::new()
+            .prefix(".detc-old-")
+            .tempdir_in(&parent)?
+            .keep();
         std::fs::remove_dir(&old)?;
         std::fs::rename(out, &old)?;
         if let Err(e) = std::fs::rename(&staged, out) {

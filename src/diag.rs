@@ -38,7 +38,10 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile { name: name.into(), text: text.into() }
+        SourceFile {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -69,11 +72,21 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, span: Span) -> Self {
-        Diagnostic { message: message.into(), span: Some(span), label: String::new(), hint: None }
+        Diagnostic {
+            message: message.into(),
+            span: Some(span),
+            label: String::new(),
+            hint: None,
+        }
     }
     /// A diagnostic about the file as a whole (I/O, encoding).
     pub fn whole_file(message: impl Into<String>) -> Self {
-        Diagnostic { message: message.into(), span: None, label: String::new(), hint: None }
+        Diagnostic {
+            message: message.into(),
+            span: None,
+            label: String::new(),
+            hint: None,
+        }
     }
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
@@ -99,7 +112,9 @@ impl Diagnostic {
         let files = SimpleFile::new(file.name.as_str(), file.text.as_str());
         let mut d = CsDiagnostic::error()
             .with_message(&self.message)
-            .with_labels(vec![Label::primary((), start..end).with_message(&self.label)]);
+            .with_labels(vec![
+                Label::primary((), start..end).with_message(&self.label)
+            ]);
         if let Some(h) = &self.hint {
             d = d.with_notes(vec![format!("hint: {h}")]);
         }
@@ -107,7 +122,10 @@ impl Diagnostic {
         let config = term::Config::default();
         if term::emit(&mut out, &config, &files, &d).is_err() {
             let (line, col) = file.line_col(start);
-            return format!("error: {}\n  --> {}:{line}:{col}\n", self.message, file.name);
+            return format!(
+                "error: {}\n  --> {}:{line}:{col}\n",
+                self.message, file.name
+            );
         }
         String::from_utf8_lossy(&out.into_inner()).into_owned()
     }

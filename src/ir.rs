@@ -69,7 +69,11 @@ impl RelationKind {
         ("similar", RelationKind::Similar),
     ];
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, k)| *k == self).map(|(s, _)| *s).unwrap_or("similar")
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("similar")
     }
 }
 
@@ -90,7 +94,11 @@ impl Status {
         ("deprecated", Status::Deprecated),
     ];
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, k)| *k == self).map(|(s, _)| *s).unwrap_or("test")
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("test")
     }
 }
 
@@ -113,7 +121,11 @@ impl Severity {
         ("critical", Severity::Critical),
     ];
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, k)| *k == self).map(|(s, _)| *s).unwrap_or("medium")
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("medium")
     }
 }
 
@@ -280,7 +292,10 @@ impl Field {
     }
     /// The plain dotted name (`a.b.c`, `**` for any depth), as written in catalogs.
     pub fn dotted(&self) -> String {
-        self.keys().map(|k| k.unwrap_or("**")).collect::<Vec<_>>().join(".")
+        self.keys()
+            .map(|k| k.unwrap_or("**"))
+            .collect::<Vec<_>>()
+            .join(".")
     }
 }
 
@@ -311,7 +326,11 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::And(xs) | Expr::Or(xs) => {
-                let op = if matches!(self, Expr::And(_)) { " and " } else { " or " };
+                let op = if matches!(self, Expr::And(_)) {
+                    " and "
+                } else {
+                    " or "
+                };
                 f.write_str("(")?;
                 for (i, x) in xs.iter().enumerate() {
                     if i > 0 {

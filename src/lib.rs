@@ -3,6 +3,8 @@
 //! Stages: [`syntax`] (text -> AST) -> [`check`] (AST -> [`ir`]) ->
 //! [`eval`] (reference semantics) and [`backend`] (IR -> target files).
 
+pub mod backend;
+pub mod build;
 pub mod check;
 pub mod diag;
 pub mod eval;
@@ -10,5 +12,3 @@ pub mod ir;
 pub mod load;
 pub mod sources;
 pub mod syntax;
-pub mod backend;
-pub mod build;

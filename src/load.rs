@@ -23,8 +23,12 @@ pub struct Loads {
 /// Compile one rule text. `base_dir` resolves test `file "..."` paths.
 pub fn compile_text(name: &str, text: &str, base_dir: &Path) -> Result<Vec<Rule>, Report> {
     let file = SourceFile::new(name, text);
-    let ast = crate::syntax::parse(text).map_err(|d| Report { file: file.clone(), diagnostics: vec![d] })?;
-    crate::check::check_file(&ast, text, base_dir).map_err(|diagnostics| Report { file, diagnostics })
+    let ast = crate::syntax::parse(text).map_err(|d| Report {
+        file: file.clone(),
+        diagnostics: vec![d],
+    })?;
+    crate::check::check_file(&ast, text, base_dir)
+        .map_err(|diagnostics| Report { file, diagnostics })
 }
 
 /// Read and compile one rule file.
@@ -34,22 +38,31 @@ pub fn compile_path(path: &Path) -> Result<Vec<Rule>, Report> {
         file: SourceFile::new(name.clone(), ""),
         diagnostics: vec![Diagnostic::whole_file(msg).hint(hint)],
     };
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read {name}: {e}"), "check the path"))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| fail(format!("cannot read {name}: {e}"), "check the path"))?;
     if meta.len() > crate::syntax::MAX_FILE_BYTES as u64 {
         return Err(fail(
-            format!("{name} is {} bytes; detc reads rule files of at most {} bytes", meta.len(), crate::syntax::MAX_FILE_BYTES),
+            format!(
+                "{name} is {} bytes; detc reads rule files of at most {} bytes",
+                meta.len(),
+                crate::syntax::MAX_FILE_BYTES
+            ),
             "keep large test events in separate JSON files and reference them with `file \"...\"`",
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {name}: {e}"), "check the path"))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| fail(format!("cannot read {name}: {e}"), "check the path"))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
         Report {
             file: SourceFile::new(name.clone(), text),
-            diagnostics: vec![Diagnostic::new("rule files must be UTF-8 text", Span::new(at, at + 1))
-                .label("not UTF-8")
-                .hint("this looks like a binary file or another encoding; save it as UTF-8")],
+            diagnostics: vec![Diagnostic::new(
+                "rule files must be UTF-8 text",
+                Span::new(at, at + 1),
+            )
+            .label("not UTF-8")
+            .hint("this looks like a binary file or another encoding; save it as UTF-8")],
         }
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -72,10 +85,13 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         let walker = walkdir::WalkDir::new(p)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|e| !(e.file_type().is_dir() && e.depth() > 0 && e.file_name() == "invalid"));
+            .filter_entry(|e| {
+                !(e.file_type().is_dir() && e.depth() > 0 && e.file_name() == "invalid")
+            });
         for entry in walker {
             let entry = entry.map_err(|e| e.to_string())?;
-            if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "rule") {
+            if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "rule")
+            {
                 out.push(entry.into_path());
             }
         }
@@ -88,7 +104,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
     let mut loads = Loads::default();
     for path in rule_files(paths)? {
         match compile_path(&path) {
-            Ok(rules) => loads.rules.extend(rules.into_iter().map(|rule| Loaded { path: path.clone(), rule })),
+            Ok(rules) => loads.rules.extend(rules.into_iter().map(|rule| Loaded {
+                path: path.clone(),
+                rule,
+            })),
             Err(report) => loads.failures.push(report),
         }
     }
@@ -100,22 +119,46 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
         let text = std::fs::read_to_string(&l.path).unwrap_or_default();
         if let Some(first) = by_name.get(&l.rule.name) {
             let at = text.find(&format!("rule {}", l.rule.name)).unwrap_or(0);
-            diags.push(Diagnostic::new(format!("rule name `{}` is also used in {}", l.rule.name, first.display()), Span::new(at, at + 5 + l.rule.name.len()))
+            diags.push(
+                Diagnostic::new(
+                    format!(
+                        "rule name `{}` is also used in {}",
+                        l.rule.name,
+                        first.display()
+                    ),
+                    Span::new(at, at + 5 + l.rule.name.len()),
+                )
                 .label("duplicate name")
-                .hint("rule names are output file names; rename one"));
+                .hint("rule names are output file names; rename one"),
+            );
         }
         if let Some((first, name)) = by_id.get(&l.rule.meta.id) {
             let at = text.find(&l.rule.meta.id).unwrap_or(0);
-            diags.push(Diagnostic::new(format!("rule id {} is also the id of `{name}` in {}", l.rule.meta.id, first.display()), Span::new(at, at + 36))
+            diags.push(
+                Diagnostic::new(
+                    format!(
+                        "rule id {} is also the id of `{name}` in {}",
+                        l.rule.meta.id,
+                        first.display()
+                    ),
+                    Span::new(at, at + 36),
+                )
                 .label("duplicate id")
-                .hint("each rule needs its own UUID (uuidgen makes one)"));
+                .hint("each rule needs its own UUID (uuidgen makes one)"),
+            );
         }
         if diags.is_empty() {
             by_name.insert(l.rule.name.clone(), l.path.clone());
-            by_id.insert(l.rule.meta.id.clone(), (l.path.clone(), l.rule.name.clone()));
+            by_id.insert(
+                l.rule.meta.id.clone(),
+                (l.path.clone(), l.rule.name.clone()),
+            );
             keep.push(l);
         } else {
-            loads.failures.push(Report { file: SourceFile::new(l.path.display().to_string(), text), diagnostics: diags });
+            loads.failures.push(Report {
+                file: SourceFile::new(l.path.display().to_string(), text),
+                diagnostics: diags,
+            });
         }
     }
     loads.rules = keep;

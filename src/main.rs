@@ -87,7 +87,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("checked {n} rule(s): ok");
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("{} file(s) failed to check; {n} rule(s) ok", loads.failures.len());
+                eprintln!(
+                    "{} file(s) failed to check; {n} rule(s) ok",
+                    loads.failures.len()
+                );
                 Ok(ExitCode::from(1))
             }
         }
@@ -99,7 +102,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for l in &loads.rules {
                 for r in detc::eval::run_tests(&l.rule) {
                     let status = if r.ok { "ok  " } else { "FAIL" };
-                    writeln!(out, "{status} {} :: {} [{}] {}", l.rule.name, r.name, r.platform, r.detail)?;
+                    writeln!(
+                        out,
+                        "{status} {} :: {} [{}] {}",
+                        l.rule.name, r.name, r.platform, r.detail
+                    )?;
                     if r.ok {
                         passed += 1;
                     } else {
@@ -108,9 +115,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             writeln!(out, "{passed} passed, {failed} failed")?;
-            Ok(if failed == 0 && loads.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if failed == 0 && loads.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Eval { rule, events, platform } => {
+        Command::Eval {
+            rule,
+            events,
+            platform,
+        } => {
             let rules = match load::compile_path(&rule) {
                 Ok(r) => r,
                 Err(report) => {
@@ -123,15 +138,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(p) => p,
                 None => rule.detections[0].platforms[0].clone(),
             };
-            if !rule.detections.iter().any(|d| d.platforms.contains(&platform)) {
+            if !rule
+                .detections
+                .iter()
+                .any(|d| d.platforms.contains(&platform))
+            {
                 anyhow::bail!("rule `{}` does not cover platform `{platform}`", rule.name);
             }
-            let text = std::fs::read_to_string(&events).with_context(|| format!("reading {}", events.display()))?;
-            let records = detc::eval::parse_records(&text).with_context(|| format!("parsing {}", events.display()))?;
+            let text = std::fs::read_to_string(&events)
+                .with_context(|| format!("reading {}", events.display()))?;
+            let records = detc::eval::parse_records(&text)
+                .with_context(|| format!("parsing {}", events.display()))?;
             let mut ev = detc::eval::Evaluator::new();
             let mut out = std::io::stdout().lock();
             for (i, record) in records.iter().enumerate() {
-                let v = ev.eval_record(&rule, &platform, record).context("platform not covered")?;
+                let v = ev
+                    .eval_record(&rule, &platform, record)
+                    .context("platform not covered")?;
                 let line = serde_json::json!({
                     "index": i,
                     "match": v.matched,
@@ -142,26 +165,60 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build { paths, out, target, lossy, strict } => {
+        Command::Build {
+            paths,
+            out,
+            target,
+            lossy,
+            strict,
+        } => {
             let loads = load_or_usage(&paths)?;
             print_failures(&loads);
             if !loads.failures.is_empty() {
-                eprintln!("build failed: {} file(s) did not check; {} left unchanged", loads.failures.len(), out.display());
+                eprintln!(
+                    "build failed: {} file(s) did not check; {} left unchanged",
+                    loads.failures.len(),
+                    out.display()
+                );
                 return Ok(ExitCode::from(1));
             }
-            let targets = if target.is_empty() { Target::ALL.to_vec() } else { target };
-            let opts = build::Options { targets, lossy, strict };
+            let targets = if target.is_empty() {
+                Target::ALL.to_vec()
+            } else {
+                target
+            };
+            let opts = build::Options {
+                targets,
+                lossy,
+                strict,
+            };
             let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
             let b = build::build(&rules, &opts);
             if !b.errors.is_empty() {
                 for e in &b.errors {
                     eprintln!("error: {e}");
                 }
-                eprintln!("build failed: {} error(s); {} left unchanged", b.errors.len(), out.display());
+                eprintln!(
+                    "build failed: {} error(s); {} left unchanged",
+                    b.errors.len(),
+                    out.display()
+                );
                 return Ok(ExitCode::from(1));
             }
-            build::write_atomically(&out, &b.files).with_context(|| format!("writing {}", out.display()))?;
-            println!("built {} rule(s) for {} into {} ({} files); see {}/REPORT.md", rules.len(), opts.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "), out.display(), b.files.len(), out.display());
+            build::write_atomically(&out, &b.files)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "built {} rule(s) for {} into {} ({} files); see {}/REPORT.md",
+                rules.len(),
+                opts.targets
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                out.display(),
+                b.files.len(),
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Ir { file } => match load::compile_path(&file) {
@@ -190,5 +247,6 @@ fn print_failures(loads: &Loads) {
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
-    Target::parse(s).ok_or_else(|| format!("unknown target `{s}` (splunk, elastic, panther, sigma)"))
+    Target::parse(s)
+        .ok_or_else(|| format!("unknown target `{s}` (splunk, elastic, panther, sigma)"))
 }

@@ -13,6 +13,9 @@ impl Backend for Elastic {
     }
 
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
-        Err(BackendError(format!("the elastic backend is not written yet (rule {})", rule.name)))
+        Err(BackendError(format!(
+            "the elastic backend is not written yet (rule {})",
+            rule.name
+        )))
     }
 }

@@ -11,11 +11,11 @@
 //! Every note appears as a comment in the generated file and in the build
 //! report; `--strict` turns every note into an error.
 
+pub mod elastic;
+pub mod panther;
 pub mod printer;
 pub mod sigma;
 pub mod splunk;
-pub mod elastic;
-pub mod panther;
 pub mod text;
 
 use crate::ir::Rule;
@@ -32,7 +32,12 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [Target::Splunk, Target::Elastic, Target::Panther, Target::Sigma];
+    pub const ALL: [Target; 4] = [
+        Target::Splunk,
+        Target::Elastic,
+        Target::Panther,
+        Target::Sigma,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -84,20 +89,44 @@ pub struct Loss {
 }
 
 impl Loss {
-    pub fn unsupported(stem: &str, construct: impl Into<String>, reason: impl Into<String>) -> Self {
-        Loss { kind: LossKind::Unsupported, stem: stem.into(), construct: construct.into(), reason: reason.into() }
+    pub fn unsupported(
+        stem: &str,
+        construct: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Loss {
+            kind: LossKind::Unsupported,
+            stem: stem.into(),
+            construct: construct.into(),
+            reason: reason.into(),
+        }
     }
-    pub fn not_applicable(stem: &str, construct: impl Into<String>, reason: impl Into<String>) -> Self {
-        Loss { kind: LossKind::NotApplicable, stem: stem.into(), construct: construct.into(), reason: reason.into() }
+    pub fn not_applicable(
+        stem: &str,
+        construct: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Loss {
+            kind: LossKind::NotApplicable,
+            stem: stem.into(),
+            construct: construct.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} ({})", self.construct, self.reason, match self.kind {
-            LossKind::Unsupported => "not expressible",
-            LossKind::NotApplicable => "no such setting in this format",
-        })
+        write!(
+            f,
+            "{}: {} ({})",
+            self.construct,
+            self.reason,
+            match self.kind {
+                LossKind::Unsupported => "not expressible",
+                LossKind::NotApplicable => "no such setting in this format",
+            }
+        )
     }
 }
 
@@ -166,7 +195,8 @@ pub fn templates() -> &'static tera::Tera {
     TERA.get_or_init(|| {
         let mut t = tera::Tera::default();
         t.autoescape_on(vec![]);
-        t.add_raw_templates(all_templates().map(|(n, s)| (*n, *s))).expect("built-in templates parse");
+        t.add_raw_templates(all_templates().map(|(n, s)| (*n, *s)))
+            .expect("built-in templates parse");
         text::register_filters(&mut t);
         t
     })
@@ -175,7 +205,11 @@ pub fn templates() -> &'static tera::Tera {
 /// Built-in templates, embedded so the binary needs no files at run time.
 /// Each backend lists its own in a `TEMPLATES` table.
 fn all_templates() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    splunk::TEMPLATES.iter().chain(elastic::TEMPLATES).chain(panther::TEMPLATES).chain(sigma::TEMPLATES)
+    splunk::TEMPLATES
+        .iter()
+        .chain(elastic::TEMPLATES)
+        .chain(panther::TEMPLATES)
+        .chain(sigma::TEMPLATES)
 }
 
 /// Render with a template, mapping tera errors.

@@ -13,6 +13,9 @@ impl Backend for Panther {
     }
 
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
-        Err(BackendError(format!("the panther backend is not written yet (rule {})", rule.name)))
+        Err(BackendError(format!(
+            "the panther backend is not written yet (rule {})",
+            rule.name
+        )))
     }
 }

@@ -47,15 +47,18 @@ pub fn print(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<String, Un
 
 fn print_level(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<(String, u8), Unprintable> {
     match expr {
-        Expr::Cmp(c) => d
-            .cmp(c)
-            .map(|s| (s, ATOM))
-            .map_err(|reason| Unprintable { construct: c.to_string(), reason }),
+        Expr::Cmp(c) => d.cmp(c).map(|s| (s, ATOM)).map_err(|reason| Unprintable {
+            construct: c.to_string(),
+            reason,
+        }),
         Expr::Ref(name) => match d.reference(name) {
             Some(s) => Ok((s, ATOM)),
             None => match det.let_expr(name) {
                 Some(e) => print_level(d, det, e),
-                None => Err(Unprintable { construct: name.clone(), reason: "unknown name".into() }),
+                None => Err(Unprintable {
+                    construct: name.clone(),
+                    reason: "unknown name".into(),
+                }),
             },
         },
         Expr::Not(inner) => {
@@ -64,7 +67,11 @@ fn print_level(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<(String,
             Ok((format!("{}{s}", d.not_prefix()), NOT))
         }
         Expr::And(xs) | Expr::Or(xs) => {
-            let (level, op) = if matches!(expr, Expr::And(_)) { (AND, d.and_op()) } else { (OR, d.or_op()) };
+            let (level, op) = if matches!(expr, Expr::And(_)) {
+                (AND, d.and_op())
+            } else {
+                (OR, d.or_op())
+            };
             if xs.len() == 1 {
                 return print_level(d, det, &xs[0]);
             }
@@ -124,9 +131,18 @@ mod tests {
 
     #[test]
     fn parenthesises_by_precedence() {
-        let e = Expr::Or(vec![Expr::And(vec![f("a"), f("b")]), Expr::Not(Box::new(Expr::Or(vec![f("c"), f("d")])))]);
-        assert_eq!(print(&Plain, &det(), &e).unwrap(), "a and b or not (c or d)");
-        assert_eq!(print(&Spl, &det(), &e).unwrap(), "(a and b) or not (c or d)");
+        let e = Expr::Or(vec![
+            Expr::And(vec![f("a"), f("b")]),
+            Expr::Not(Box::new(Expr::Or(vec![f("c"), f("d")]))),
+        ]);
+        assert_eq!(
+            print(&Plain, &det(), &e).unwrap(),
+            "a and b or not (c or d)"
+        );
+        assert_eq!(
+            print(&Spl, &det(), &e).unwrap(),
+            "(a and b) or not (c or d)"
+        );
         let e = Expr::And(vec![Expr::Or(vec![f("a"), f("b")]), f("c")]);
         assert_eq!(print(&Plain, &det(), &e).unwrap(), "(a or b) and c");
     }

@@ -97,12 +97,18 @@ mod tests {
 
     #[test]
     fn python_escapes() {
-        assert_eq!(python_str("a\"b\\c\n\u{7f}\u{2028}😀"), "\"a\\\"b\\\\c\\n\\x7f\\u2028😀\"");
+        assert_eq!(
+            python_str("a\"b\\c\n\u{7f}\u{2028}😀"),
+            "\"a\\\"b\\\\c\\n\\x7f\\u2028😀\""
+        );
     }
 
     #[test]
     fn toml_and_yaml_escape_quotes() {
-        assert_eq!(toml_str("a\"b"), "\"a\\\"b\"");
+        for v in ["a\"b", "'''", "\"\"\"", "a\\b\n\u{1}\u{7f}😀"] {
+            let doc: toml::Table = toml::from_str(&format!("x = {}", toml_str(v))).unwrap();
+            assert_eq!(doc["x"].as_str(), Some(v));
+        }
         assert_eq!(yaml_str("x: \"y\"\n"), "\"x: \\\"y\\\"\\n\"");
     }
 }

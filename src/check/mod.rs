@@ -12,6 +12,9 @@ use crate::syntax::ast::{self, CmpOp, ExprKind, FieldSeg, ListItem, Setting, Spa
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
+/// Longest chain of lets building on lets (bounds recursion downstream).
+const MAX_LET_DEPTH: usize = 64;
+
 /// Largest test event file read.
 const MAX_EVENT_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -23,8 +26,16 @@ pub struct Checker<'a> {
 
 /// Check a parsed file. `text` is the file's text (for name spans),
 /// `base_dir` the directory test `file "..."` paths are relative to.
-pub fn check_file(file: &ast::File, text: &str, base_dir: &Path) -> Result<Vec<ir::Rule>, Vec<Diagnostic>> {
-    let mut c = Checker { text, base_dir, diags: Vec::new() };
+pub fn check_file(
+    file: &ast::File,
+    text: &str,
+    base_dir: &Path,
+) -> Result<Vec<ir::Rule>, Vec<Diagnostic>> {
+    let mut c = Checker {
+        text,
+        base_dir,
+        diags: Vec::new(),
+    };
     let mut rules = Vec::new();
     let mut names: HashMap<String, Span> = HashMap::new();
     for r in &file.rules {
@@ -39,7 +50,10 @@ pub fn check_file(file: &ast::File, text: &str, base_dir: &Path) -> Result<Vec<i
         }
     }
     if file.rules.is_empty() {
-        c.err(Diagnostic::new("no rule in this file", Span::new(0, 0)).hint("a file holds `rule <name> { ... }`"));
+        c.err(
+            Diagnostic::new("no rule in this file", Span::new(0, 0))
+                .hint("a file holds `rule <name> { ... }`"),
+        );
     }
     if c.diags.is_empty() {
         Ok(rules)
@@ -87,8 +101,17 @@ const META_KEYS: &[&str] = &[
 /// Target names accepted by `lossy = [..]`.
 pub const TARGET_NAMES: &[&str] = &["splunk", "elastic", "panther", "sigma"];
 
-const OUTPUT_KEYS: &[&str] =
-    &["group_by", "values", "rename", "title", "dedup", "schedule", "risk", "summary", "time_range"];
+const OUTPUT_KEYS: &[&str] = &[
+    "group_by",
+    "values",
+    "rename",
+    "title",
+    "dedup",
+    "schedule",
+    "risk",
+    "summary",
+    "time_range",
+];
 
 impl<'a> Checker<'a> {
     fn err(&mut self, d: Diagnostic) {
@@ -101,25 +124,47 @@ impl<'a> Checker<'a> {
         let mut detections = Vec::new();
         let mut seen_sources: HashMap<&str, Span> = HashMap::new();
         for (i, s) in r.sources.iter().enumerate() {
-            if seen_sources.insert(s.name.node.as_str(), s.name.span).is_some() {
-                self.err(Diagnostic::new(format!("source `{}` appears twice", s.name.node), s.name.span)
+            if seen_sources
+                .insert(s.name.node.as_str(), s.name.span)
+                .is_some()
+            {
+                self.err(
+                    Diagnostic::new(
+                        format!("source `{}` appears twice", s.name.node),
+                        s.name.span,
+                    )
                     .label("again")
-                    .hint("put all logic for one source in one `source` block"));
+                    .hint("put all logic for one source in one `source` block"),
+                );
                 continue;
             }
-            let stem = if i == 0 { r.name.node.clone() } else { format!("{}_{}", r.name.node, s.name.node.replace('.', "_")) };
+            let stem = if i == 0 {
+                r.name.node.clone()
+            } else {
+                format!("{}_{}", r.name.node, s.name.node.replace('.', "_"))
+            };
             if let Some(d) = self.source(s, stem) {
                 detections.push(d);
             }
         }
         if r.sources.is_empty() {
-            self.err(Diagnostic::new(format!("rule `{}` has no `source` block", r.name.node), r.name.span)
+            self.err(
+                Diagnostic::new(
+                    format!("rule `{}` has no `source` block", r.name.node),
+                    r.name.span,
+                )
                 .label("no source")
-                .hint("add `source kubernetes.audit on [kubernetes, eks, aks, gke] { match ... }`"));
+                .hint("add `source kubernetes.audit on [kubernetes, eks, aks, gke] { match ... }`"),
+            );
         }
         let tests = self.tests(r, &detections);
         let meta = meta?;
-        (self.diags.len() == before).then(|| ir::Rule { name: r.name.node.clone(), meta, detections, tests })
+        (self.diags.len() == before).then(|| ir::Rule {
+            name: r.name.node.clone(),
+            meta,
+            detections,
+            tests,
+        })
     }
 
     // ------------------------------------------------------------ metadata
@@ -129,7 +174,8 @@ impl<'a> Checker<'a> {
         for s in &r.settings {
             let key = s.key.node.as_str();
             if !META_KEYS.contains(&key) {
-                let mut d = Diagnostic::new(format!("unknown setting `{key}`"), s.key.span).label("not a rule setting");
+                let mut d = Diagnostic::new(format!("unknown setting `{key}`"), s.key.span)
+                    .label("not a rule setting");
                 d = match suggest(key, META_KEYS.iter().copied()) {
                     Some(k) => d.hint(format!("did you mean `{k}`?")),
                     None => d.hint(one_of(META_KEYS)),
@@ -139,9 +185,11 @@ impl<'a> Checker<'a> {
             }
             if let Some(prev) = seen.insert(key, s) {
                 let (line, _) = line_of(self.text, prev.key.span.start);
-                self.err(Diagnostic::new(format!("`{key}` is set twice"), s.key.span)
-                    .label("again")
-                    .hint(format!("it is first set on line {line}")));
+                self.err(
+                    Diagnostic::new(format!("`{key}` is set twice"), s.key.span)
+                        .label("again")
+                        .hint(format!("it is first set on line {line}")),
+                );
             }
         }
         let before = self.diags.len();
@@ -149,9 +197,14 @@ impl<'a> Checker<'a> {
             match seen.get(key) {
                 Some(s) => Some(&s.value),
                 None => {
-                    c.err(Diagnostic::new(format!("rule `{}` has no `{key}`", r.name.node), r.name.span)
+                    c.err(
+                        Diagnostic::new(
+                            format!("rule `{}` has no `{key}`", r.name.node),
+                            r.name.span,
+                        )
                         .label(format!("`{key}` missing"))
-                        .hint(format!("add `{key} = ...` to the rule")));
+                        .hint(format!("add `{key} = ...` to the rule")),
+                    );
                     None
                 }
             }
@@ -161,14 +214,18 @@ impl<'a> Checker<'a> {
         let description = required(self, "description").and_then(|v| self.text_value(v));
         let author = required(self, "author").and_then(|v| self.text_value(v));
         let date = required(self, "date").and_then(|v| self.date(v));
-        let status = required(self, "status").and_then(|v| self.enum_value(v, ir::Status::ALL, "status"));
-        let severity = required(self, "severity").and_then(|v| self.enum_value(v, ir::Severity::ALL, "severity"));
+        let status =
+            required(self, "status").and_then(|v| self.enum_value(v, ir::Status::ALL, "status"));
+        let severity = required(self, "severity")
+            .and_then(|v| self.enum_value(v, ir::Severity::ALL, "severity"));
         let modified = seen.get("modified").and_then(|s| self.date(&s.value));
         if let (Some(d), Some(m), Some(ms)) = (&date, &modified, seen.get("modified")) {
             if m < d {
-                self.err(Diagnostic::new("`modified` is before `date`", ms.value.span)
-                    .label("earlier than the creation date")
-                    .hint("`date` is when the rule was written, `modified` its last change"));
+                self.err(
+                    Diagnostic::new("`modified` is before `date`", ms.value.span)
+                        .label("earlier than the creation date")
+                        .hint("`date` is when the rule was written, `modified` its last change"),
+                );
             }
         }
         let mut techniques = Vec::new();
@@ -177,22 +234,35 @@ impl<'a> Checker<'a> {
             for item in self.list(&s.value).unwrap_or_default() {
                 let v = &item.value;
                 match &v.kind {
-                    ValueKind::Word(w) | ValueKind::Str(w) if is_technique(w) => techniques.push(w.clone()),
-                    ValueKind::Word(w) | ValueKind::Str(w) if is_tactic(w) => tactics.push(w.clone()),
-                    _ => self.err(Diagnostic::new("not an ATT&CK technique or tactic id", v.span)
-                        .label("expected T1234, T1234.567 or TA0001")
-                        .hint("ATT&CK ids look like `T1053.007` (technique) or `TA0003` (tactic)")),
+                    ValueKind::Word(w) | ValueKind::Str(w) if is_technique(w) => {
+                        techniques.push(w.clone())
+                    }
+                    ValueKind::Word(w) | ValueKind::Str(w) if is_tactic(w) => {
+                        tactics.push(w.clone())
+                    }
+                    _ => self.err(
+                        Diagnostic::new("not an ATT&CK technique or tactic id", v.span)
+                            .label("expected T1234, T1234.567 or TA0001")
+                            .hint(
+                                "ATT&CK ids look like `T1053.007` (technique) or `TA0003` (tactic)",
+                            ),
+                    ),
                 }
             }
         }
         let strings = |c: &mut Self, key: &str| -> Vec<String> {
-            seen.get(key).map(|s| c.string_list(&s.value)).unwrap_or_default()
+            seen.get(key)
+                .map(|s| c.string_list(&s.value))
+                .unwrap_or_default()
         };
         let references = strings(self, "references");
         let false_positives = strings(self, "false_positives");
         let tags = strings(self, "tags");
         let runbook = seen.get("runbook").and_then(|s| self.text_value(&s.value));
-        let related = seen.get("related").map(|s| self.related(&s.value)).unwrap_or_default();
+        let related = seen
+            .get("related")
+            .map(|s| self.related(&s.value))
+            .unwrap_or_default();
         let mut lossy = Vec::new();
         if let Some(s) = seen.get("lossy") {
             for item in self.list(&s.value).unwrap_or_default() {
@@ -226,16 +296,25 @@ impl<'a> Checker<'a> {
     }
 
     fn expected(&mut self, v: &ast::Value, what: &str, hint: &str) {
-        self.err(Diagnostic::new(format!("expected {what}, found {}", v.kind.describe()), v.span)
+        self.err(
+            Diagnostic::new(
+                format!("expected {what}, found {}", v.kind.describe()),
+                v.span,
+            )
             .label(format!("expected {what}"))
-            .hint(hint.to_string()));
+            .hint(hint.to_string()),
+        );
     }
 
     fn text_value(&mut self, v: &ast::Value) -> Option<String> {
         match &v.kind {
             ValueKind::Str(s) | ValueKind::Text(s) => Some(s.clone()),
             _ => {
-                self.expected(v, "a string", "write text in double quotes, or in \"\"\" for several lines");
+                self.expected(
+                    v,
+                    "a string",
+                    "write text in double quotes, or in \"\"\" for several lines",
+                );
                 None
             }
         }
@@ -264,22 +343,33 @@ impl<'a> Checker<'a> {
         };
         match chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
             Ok(d) if d > chrono::Local::now().date_naive() + chrono::Days::new(1) => {
-                self.err(Diagnostic::new(format!("date {text} is in the future"), v.span)
-                    .label("in the future")
-                    .hint("Splunk's contentctl rejects future dates; use today's date or earlier"));
+                self.err(
+                    Diagnostic::new(format!("date {text} is in the future"), v.span)
+                        .label("in the future")
+                        .hint(
+                            "Splunk's contentctl rejects future dates; use today's date or earlier",
+                        ),
+                );
                 None
             }
             Ok(_) => Some(text),
             Err(_) => {
-                self.err(Diagnostic::new(format!("{text} is not a calendar date"), v.span)
-                    .label("no such day")
-                    .hint("dates are YYYY-MM-DD with a real month and day"));
+                self.err(
+                    Diagnostic::new(format!("{text} is not a calendar date"), v.span)
+                        .label("no such day")
+                        .hint("dates are YYYY-MM-DD with a real month and day"),
+                );
                 None
             }
         }
     }
 
-    fn enum_value<T: Copy>(&mut self, v: &ast::Value, options: &[(&str, T)], what: &str) -> Option<T> {
+    fn enum_value<T: Copy>(
+        &mut self,
+        v: &ast::Value,
+        options: &[(&str, T)],
+        what: &str,
+    ) -> Option<T> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         let word = match &v.kind {
             ValueKind::Word(w) | ValueKind::Str(w) => w.as_str(),
@@ -291,7 +381,8 @@ impl<'a> Checker<'a> {
         if let Some((_, t)) = options.iter().find(|(n, _)| *n == word) {
             return Some(*t);
         }
-        let mut d = Diagnostic::new(format!("`{word}` is not a {what}"), v.span).label(format!("unknown {what}"));
+        let mut d = Diagnostic::new(format!("`{word}` is not a {what}"), v.span)
+            .label(format!("unknown {what}"));
         d = match suggest(word, names.iter().copied()) {
             Some(s) => d.hint(format!("did you mean `{s}`? ({})", one_of(&names))),
             None => d.hint(one_of(&names)),
@@ -305,9 +396,13 @@ impl<'a> Checker<'a> {
             ValueKind::List(items) => {
                 for item in items {
                     if let Some(alias) = &item.alias {
-                        self.err(Diagnostic::new("`as` is not allowed here", alias.span)
-                            .label("unexpected alias")
-                            .hint("aliases name output values: `values = [sourceIPs as src_ip]`"));
+                        self.err(
+                            Diagnostic::new("`as` is not allowed here", alias.span)
+                                .label("unexpected alias")
+                                .hint(
+                                    "aliases name output values: `values = [sourceIPs as src_ip]`",
+                                ),
+                        );
                     }
                 }
                 Some(items.iter().collect())
@@ -320,23 +415,35 @@ impl<'a> Checker<'a> {
     }
 
     fn string_list(&mut self, v: &ast::Value) -> Vec<String> {
-        self.list(v).unwrap_or_default().into_iter().filter_map(|i| self.text_value(&i.value)).collect()
+        self.list(v)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| self.text_value(&i.value))
+            .collect()
     }
 
     fn related(&mut self, v: &ast::Value) -> Vec<ir::Related> {
         let mut out = Vec::new();
         for item in self.list(v).unwrap_or_default() {
-            let Some(entries) = self.map(&item.value, &["id", "type"]) else { continue };
+            let Some(entries) = self.map(&item.value, &["id", "type"]) else {
+                continue;
+            };
             let id = entries.get("id").and_then(|v| self.uuid(v));
-            let kind = entries.get("type").and_then(|v| self.enum_value(v, ir::RelationKind::ALL, "relation type"));
+            let kind = entries
+                .get("type")
+                .and_then(|v| self.enum_value(v, ir::RelationKind::ALL, "relation type"));
             match (id, kind) {
                 (Some(id), Some(kind)) => out.push(ir::Related { id, kind }),
-                (None, _) if !entries.contains_key("id") => self.err(Diagnostic::new("related rule without `id`", item.value.span)
-                    .label("needs an id")
-                    .hint("write `{ id = \"<uuid>\", type = similar }`")),
-                (_, None) if !entries.contains_key("type") => self.err(Diagnostic::new("related rule without `type`", item.value.span)
-                    .label("needs a type")
-                    .hint("types: derived, obsolete, merged, renamed, similar")),
+                (None, _) if !entries.contains_key("id") => self.err(
+                    Diagnostic::new("related rule without `id`", item.value.span)
+                        .label("needs an id")
+                        .hint("write `{ id = \"<uuid>\", type = similar }`"),
+                ),
+                (_, None) if !entries.contains_key("type") => self.err(
+                    Diagnostic::new("related rule without `type`", item.value.span)
+                        .label("needs a type")
+                        .hint("types: derived, obsolete, merged, renamed, similar"),
+                ),
                 _ => {}
             }
         }
@@ -344,7 +451,11 @@ impl<'a> Checker<'a> {
     }
 
     /// A map with only `allowed` keys, each at most once.
-    fn map<'v>(&mut self, v: &'v ast::Value, allowed: &[&str]) -> Option<HashMap<String, &'v ast::Value>> {
+    fn map<'v>(
+        &mut self,
+        v: &'v ast::Value,
+        allowed: &[&str],
+    ) -> Option<HashMap<String, &'v ast::Value>> {
         let ValueKind::Map(entries) = &v.kind else {
             self.expected(v, "a map", "maps are written `{ key = value, ... }`");
             return None;
@@ -352,7 +463,8 @@ impl<'a> Checker<'a> {
         let mut out = HashMap::new();
         for (k, val) in entries {
             if !allowed.is_empty() && !allowed.contains(&k.node.as_str()) {
-                let mut d = Diagnostic::new(format!("unknown key `{}`", k.node), k.span).label("not expected here");
+                let mut d = Diagnostic::new(format!("unknown key `{}`", k.node), k.span)
+                    .label("not expected here");
                 d = match suggest(&k.node, allowed.iter().copied()) {
                     Some(s) => d.hint(format!("did you mean `{s}`?")),
                     None => d.hint(one_of(allowed)),
@@ -361,7 +473,11 @@ impl<'a> Checker<'a> {
                 continue;
             }
             if out.insert(k.node.clone(), val).is_some() {
-                self.err(Diagnostic::new(format!("key `{}` appears twice", k.node), k.span).label("again").hint("keep one"));
+                self.err(
+                    Diagnostic::new(format!("key `{}` appears twice", k.node), k.span)
+                        .label("again")
+                        .hint("keep one"),
+                );
             }
         }
         Some(out)
@@ -371,8 +487,12 @@ impl<'a> Checker<'a> {
 
     fn source(&mut self, s: &ast::Source, stem: String) -> Option<ir::Detection> {
         let Some(cat) = sources::catalog(&s.name.node) else {
-            let names: Vec<&str> = sources::catalogs().iter().map(|c| c.source.as_str()).collect();
-            let mut d = Diagnostic::new(format!("unknown source `{}`", s.name.node), s.name.span).label("no such source");
+            let names: Vec<&str> = sources::catalogs()
+                .iter()
+                .map(|c| c.source.as_str())
+                .collect();
+            let mut d = Diagnostic::new(format!("unknown source `{}`", s.name.node), s.name.span)
+                .label("no such source");
             d = match suggest(&s.name.node, names.iter().copied()) {
                 Some(n) => d.hint(format!("did you mean `{n}`? ({})", one_of(&names))),
                 None => d.hint(one_of(&names)),
@@ -385,36 +505,65 @@ impl<'a> Checker<'a> {
         for p in &s.platforms {
             if !cat.platforms.contains(&p.node) {
                 let opts: Vec<&str> = cat.platforms.iter().map(String::as_str).collect();
-                self.err(Diagnostic::new(format!("{} has no platform `{}`", cat.source, p.node), p.span)
+                self.err(
+                    Diagnostic::new(
+                        format!("{} has no platform `{}`", cat.source, p.node),
+                        p.span,
+                    )
                     .label("unknown platform")
-                    .hint(one_of(&opts)));
+                    .hint(one_of(&opts)),
+                );
             } else if platforms.contains(&p.node) {
-                self.err(Diagnostic::new(format!("platform `{}` is listed twice", p.node), p.span).label("again").hint("list it once"));
+                self.err(
+                    Diagnostic::new(format!("platform `{}` is listed twice", p.node), p.span)
+                        .label("again")
+                        .hint("list it once"),
+                );
             } else {
                 platforms.push(p.node.clone());
             }
         }
         if s.platforms.is_empty() {
-            self.err(Diagnostic::new("a source needs at least one platform", s.name.span)
-                .label("no platforms")
-                .hint(format!("e.g. `on [{}]`", cat.platforms.join(", "))));
+            self.err(
+                Diagnostic::new("a source needs at least one platform", s.name.span)
+                    .label("no platforms")
+                    .hint(format!("e.g. `on [{}]`", cat.platforms.join(", "))),
+            );
         }
 
         // Names: lets and indicators share one namespace.
         let mut lets: Vec<ir::Let> = Vec::new();
         let mut defined: HashMap<String, Span> = HashMap::new();
         let mut used: HashSet<String> = HashSet::new();
+        let mut depth: HashMap<String, usize> = HashMap::new();
         for l in &s.lets {
             if defined.contains_key(&l.name.node) {
-                self.err(Diagnostic::new(format!("`{}` is defined twice", l.name.node), l.name.span)
-                    .label("again")
-                    .hint("give each `let` its own name"));
+                self.err(
+                    Diagnostic::new(format!("`{}` is defined twice", l.name.node), l.name.span)
+                        .label("again")
+                        .hint("give each `let` its own name"),
+                );
                 continue;
             }
             let known: Vec<String> = lets.iter().map(|l| l.name.clone()).collect();
             let later: Vec<&str> = s.lets.iter().map(|x| x.name.node.as_str()).collect();
             if let Some(expr) = self.expr(&l.expr, cat, &known, &later, &mut used) {
-                lets.push(ir::Let { name: l.name.node.clone(), expr });
+                let d = 1 + ref_depth(&expr, &depth);
+                if d > MAX_LET_DEPTH {
+                    self.err(
+                        Diagnostic::new(
+                            format!("`{}` builds on {MAX_LET_DEPTH} levels of lets", l.name.node),
+                            l.name.span,
+                        )
+                        .label("too deep")
+                        .hint("flatten the chain of `let` definitions"),
+                    );
+                }
+                depth.insert(l.name.node.clone(), d);
+                lets.push(ir::Let {
+                    name: l.name.node.clone(),
+                    expr,
+                });
             }
             defined.insert(l.name.node.clone(), l.name.span);
         }
@@ -422,52 +571,81 @@ impl<'a> Checker<'a> {
         let condition = match s.matches.as_slice() {
             [m] => self.expr(m, cat, &known, &[], &mut used),
             [] => {
-                self.err(Diagnostic::new(format!("source `{}` has no `match`", s.name.node), s.name.span)
+                self.err(
+                    Diagnostic::new(
+                        format!("source `{}` has no `match`", s.name.node),
+                        s.name.span,
+                    )
                     .label("nothing to match")
-                    .hint("add `match <condition>` to the source block"));
+                    .hint("add `match <condition>` to the source block"),
+                );
                 None
             }
             [_, second, ..] => {
-                self.err(Diagnostic::new("a source has one `match`", second.span)
-                    .label("second match")
-                    .hint("combine them with `and` / `or`, or name parts with `let`"));
+                self.err(
+                    Diagnostic::new("a source has one `match`", second.span)
+                        .label("second match")
+                        .hint("combine them with `and` / `or`, or name parts with `let`"),
+                );
                 None
             }
         };
         let mut indicators = Vec::new();
         for ind in &s.indicators {
-            if defined.insert(ind.name.node.clone(), ind.name.span).is_some() {
-                self.err(Diagnostic::new(format!("`{}` is defined twice", ind.name.node), ind.name.span)
+            if defined
+                .insert(ind.name.node.clone(), ind.name.span)
+                .is_some()
+            {
+                self.err(
+                    Diagnostic::new(
+                        format!("`{}` is defined twice", ind.name.node),
+                        ind.name.span,
+                    )
                     .label("again")
-                    .hint("indicators and lets share one set of names"));
+                    .hint("indicators and lets share one set of names"),
+                );
                 continue;
             }
             let severity = match &ind.severity {
                 Some(sev) => {
-                    let v = ast::Value { kind: ValueKind::Word(sev.node.clone()), span: sev.span };
+                    let v = ast::Value {
+                        kind: ValueKind::Word(sev.node.clone()),
+                        span: sev.span,
+                    };
                     self.enum_value(&v, ir::Severity::ALL, "severity")
                 }
                 None => Some(ir::Severity::High),
             };
             let expr = self.expr(&ind.expr, cat, &known, &[], &mut used);
             if let (Some(severity), Some(expr)) = (severity, expr) {
-                indicators.push(ir::Indicator { name: ind.name.node.clone(), severity, expr });
+                indicators.push(ir::Indicator {
+                    name: ind.name.node.clone(),
+                    severity,
+                    expr,
+                });
             }
         }
         for l in &s.lets {
             if !used.contains(&l.name.node) {
-                self.err(Diagnostic::new(format!("`{}` is never used", l.name.node), l.name.span)
-                    .label("unused")
-                    .hint("use it in `match` or an indicator, or delete it"));
+                self.err(
+                    Diagnostic::new(format!("`{}` is never used", l.name.node), l.name.span)
+                        .label("unused")
+                        .hint("use it in `match` or an indicator, or delete it"),
+                );
             }
         }
         let output = match s.outputs.as_slice() {
-            [] => Some(ir::Output { time_range: true, ..Default::default() }),
+            [] => Some(ir::Output {
+                time_range: true,
+                ..Default::default()
+            }),
             [o] => self.output(o, cat),
             [_, second, ..] => {
-                self.err(Diagnostic::new("a source has one `output` block", second.span)
-                    .label("second output")
-                    .hint("merge the settings into one block"));
+                self.err(
+                    Diagnostic::new("a source has one `output` block", second.span)
+                        .label("second output")
+                        .hint("merge the settings into one block"),
+                );
                 None
             }
         };
@@ -496,43 +674,68 @@ impl<'a> Checker<'a> {
         used: &mut HashSet<String>,
     ) -> Option<Expr> {
         match &e.kind {
-            ExprKind::And(a, b) | ExprKind::Or(a, b) => {
+            ExprKind::And(xs) | ExprKind::Or(xs) => {
                 let is_and = matches!(e.kind, ExprKind::And(..));
-                let l = self.expr(a, cat, known, later, used);
-                let r = self.expr(b, cat, known, later, used);
-                let (l, r) = (l?, r?);
-                // Flatten left-associative chains: (a and b) and c -> and(a, b, c).
-                let mut items = Vec::new();
-                for x in [l, r] {
-                    match x {
-                        Expr::And(xs) if is_and => items.extend(xs),
-                        Expr::Or(xs) if !is_and => items.extend(xs),
-                        other => items.push(other),
+                let mut items = Vec::with_capacity(xs.len());
+                let mut ok = true;
+                for x in xs {
+                    match self.expr(x, cat, known, later, used) {
+                        // Flatten nested groups of the same operator.
+                        Some(Expr::And(inner)) if is_and => items.extend(inner),
+                        Some(Expr::Or(inner)) if !is_and => items.extend(inner),
+                        Some(other) => items.push(other),
+                        None => ok = false,
                     }
                 }
-                Some(if is_and { Expr::And(items) } else { Expr::Or(items) })
+                if !ok {
+                    return None;
+                }
+                Some(if is_and {
+                    Expr::And(items)
+                } else {
+                    Expr::Or(items)
+                })
             }
             ExprKind::Not(x) => Some(Expr::Not(Box::new(self.expr(x, cat, known, later, used)?))),
-            ExprKind::Ref(name) => self.name_ref(&Spanned::new(name.clone(), e.span), known, later, used),
+            ExprKind::Ref(name) => {
+                self.name_ref(&Spanned::new(name.clone(), e.span), known, later, used)
+            }
             ExprKind::Quantified { all, names } => {
-                let refs: Vec<Option<Expr>> = names.iter().map(|n| self.name_ref(n, known, later, used)).collect();
+                let refs: Vec<Option<Expr>> = names
+                    .iter()
+                    .map(|n| self.name_ref(n, known, later, used))
+                    .collect();
                 let refs: Option<Vec<Expr>> = refs.into_iter().collect();
                 let refs = refs?;
-                Some(if *all { Expr::And(refs) } else { Expr::Or(refs) })
+                Some(if *all {
+                    Expr::And(refs)
+                } else {
+                    Expr::Or(refs)
+                })
             }
             ExprKind::Cmp(c) => self.comparison(c, cat),
         }
     }
 
-    fn name_ref(&mut self, name: &Spanned<String>, known: &[String], later: &[&str], used: &mut HashSet<String>) -> Option<Expr> {
+    fn name_ref(
+        &mut self,
+        name: &Spanned<String>,
+        known: &[String],
+        later: &[&str],
+        used: &mut HashSet<String>,
+    ) -> Option<Expr> {
         if known.contains(&name.node) {
             used.insert(name.node.clone());
             return Some(Expr::Ref(name.node.clone()));
         }
-        let mut d = Diagnostic::new(format!("unknown condition `{}`", name.node), name.span).label("not defined");
+        let mut d = Diagnostic::new(format!("unknown condition `{}`", name.node), name.span)
+            .label("not defined");
         if later.contains(&name.node.as_str()) {
             used.insert(name.node.clone());
-            d = d.hint(format!("`{}` is defined later; a `let` can only use lets above it", name.node));
+            d = d.hint(format!(
+                "`{}` is defined later; a `let` can only use lets above it",
+                name.node
+            ));
         } else if let Some(s) = suggest(&name.node, known.iter().map(String::as_str)) {
             d = d.hint(format!("did you mean `{s}`?"));
         } else {
@@ -542,7 +745,11 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn field(&mut self, f: &Spanned<Vec<FieldSeg>>, cat: &Catalog) -> Option<(Field, sources::Resolved)> {
+    fn field(
+        &mut self,
+        f: &Spanned<Vec<FieldSeg>>,
+        cat: &Catalog,
+    ) -> Option<(Field, sources::Resolved)> {
         let field = Field(
             f.node
                 .iter()
@@ -558,7 +765,10 @@ impl<'a> Checker<'a> {
                 let mut d = Diagnostic::new(format!("unknown field `{field}`"), f.span).label(why);
                 d = match cat.suggest(&field.dotted()) {
                     Some(s) => d.hint(format!("did you mean `{s}`?")),
-                    None => d.hint(format!("fields of {} are listed in `detc fields {}`", cat.source, cat.source)),
+                    None => d.hint(format!(
+                        "fields of {} are listed in `detc fields {}`",
+                        cat.source, cat.source
+                    )),
                 };
                 self.err(d);
                 None
@@ -586,28 +796,59 @@ impl<'a> Checker<'a> {
         };
         if op == Op::Exists {
             if c.cased {
-                self.err(Diagnostic::new("`cased` has no meaning for `exists`", c.field.span.to(op_span))
+                self.err(
+                    Diagnostic::new(
+                        "`cased` has no meaning for `exists`",
+                        c.field.span.to(op_span),
+                    )
                     .label("drop `cased`")
-                    .hint("`cased` makes a string comparison case-sensitive"));
+                    .hint("`cased` makes a string comparison case-sensitive"),
+                );
                 return None;
             }
-            return Some(Expr::Cmp(ir::Cmp { field, op, cased: false, all: false, values: vec![] }));
+            return Some(Expr::Cmp(ir::Cmp {
+                field,
+                op,
+                cased: false,
+                all: false,
+                values: vec![],
+            }));
         }
         // `x == null` / `x != null` are spelled-out presence tests.
-        if matches!(op, Op::Eq | Op::Ne) && c.values.len() == 1 && matches!(c.values[0].kind, ValueKind::Null) {
-            let exists = Expr::Cmp(ir::Cmp { field, op: Op::Exists, cased: false, all: false, values: vec![] });
-            return Some(if op == Op::Eq { Expr::Not(Box::new(exists)) } else { exists });
+        if matches!(op, Op::Eq | Op::Ne)
+            && c.values.len() == 1
+            && matches!(c.values[0].kind, ValueKind::Null)
+        {
+            let exists = Expr::Cmp(ir::Cmp {
+                field,
+                op: Op::Exists,
+                cased: false,
+                all: false,
+                values: vec![],
+            });
+            return Some(if op == Op::Eq {
+                Expr::Not(Box::new(exists))
+            } else {
+                exists
+            });
         }
         if c.values.is_empty() {
-            self.err(Diagnostic::new("empty list", op_span.to(c.field.span))
-                .label("no values")
-                .hint("give at least one value"));
+            self.err(
+                Diagnostic::new("empty list", op_span.to(c.field.span))
+                    .label("no values")
+                    .hint("give at least one value"),
+            );
             return None;
         }
         if matches!(resolved.ty, FieldType::Object | FieldType::Map) {
-            self.err(Diagnostic::new(format!("`{field}` is an object; compare one of its fields"), c.field.span)
+            self.err(
+                Diagnostic::new(
+                    format!("`{field}` is an object; compare one of its fields"),
+                    c.field.span,
+                )
                 .label("object field")
-                .hint("use a sub-field such as `user.username`, or `exists`"));
+                .hint("use a sub-field such as `user.username`, or `exists`"),
+            );
             return None;
         }
         let before = self.diags.len();
@@ -620,46 +861,93 @@ impl<'a> Checker<'a> {
         if self.diags.len() != before {
             return None;
         }
-        if c.cased && values.iter().all(|v| !matches!(v, ir::Value::Str(_) | ir::Value::Regex(_))) {
-            self.err(Diagnostic::new("`cased` only applies to string comparisons", op_span)
-                .label("not a string comparison")
-                .hint("drop `cased`"));
+        if c.cased
+            && values
+                .iter()
+                .all(|v| !matches!(v, ir::Value::Str(_) | ir::Value::Regex(_)))
+        {
+            self.err(
+                Diagnostic::new("`cased` only applies to string comparisons", op_span)
+                    .label("not a string comparison")
+                    .hint("drop `cased`"),
+            );
             return None;
         }
-        Some(Expr::Cmp(ir::Cmp { field, op, cased: c.cased, all: c.quantifier == Some(true), values }))
+        Some(Expr::Cmp(ir::Cmp {
+            field,
+            op,
+            cased: c.cased,
+            all: c.quantifier == Some(true),
+            values,
+        }))
     }
 
-    fn cmp_value(&mut self, op: Op, _cased: bool, v: &ast::Value, field: &sources::Resolved) -> Option<ir::Value> {
+    fn cmp_value(
+        &mut self,
+        op: Op,
+        _cased: bool,
+        v: &ast::Value,
+        field: &sources::Resolved,
+    ) -> Option<ir::Value> {
         let bad = |c: &mut Self, want: &str, hint: &str| {
-            c.err(Diagnostic::new(format!("`{}` needs {want}, found {}", op.keyword(), v.kind.describe()), v.span)
+            c.err(
+                Diagnostic::new(
+                    format!(
+                        "`{}` needs {want}, found {}",
+                        op.keyword(),
+                        v.kind.describe()
+                    ),
+                    v.span,
+                )
                 .label(format!("expected {want}"))
-                .hint(hint.to_string()));
+                .hint(hint.to_string()),
+            );
             None
         };
         match (op, &v.kind) {
             (Op::Lt | Op::Le | Op::Gt | Op::Ge, ValueKind::Num(n)) => {
-                if !matches!(field.ty, FieldType::Number | FieldType::String | FieldType::Any) {
-                    return bad(self, "a numeric field", "numeric comparisons apply to number fields");
+                if !matches!(
+                    field.ty,
+                    FieldType::Number | FieldType::String | FieldType::Any
+                ) {
+                    return bad(
+                        self,
+                        "a numeric field",
+                        "numeric comparisons apply to number fields",
+                    );
                 }
                 Some(ir::Value::Num(n.clone()))
             }
-            (Op::Lt | Op::Le | Op::Gt | Op::Ge, _) => bad(self, "a number", "write a number such as `400`"),
+            (Op::Lt | Op::Le | Op::Gt | Op::Ge, _) => {
+                bad(self, "a number", "write a number such as `400`")
+            }
             (Op::Matches, ValueKind::Regex(r)) => {
                 if let Err((why, hint)) = regex_subset::check(r) {
-                    self.err(Diagnostic::new(format!("regex outside the portable subset: {why}"), v.span)
+                    self.err(
+                        Diagnostic::new(
+                            format!("regex outside the portable subset: {why}"),
+                            v.span,
+                        )
                         .label("not portable")
-                        .hint(hint));
+                        .hint(hint),
+                    );
                     return None;
                 }
                 Some(ir::Value::Regex(r.clone()))
             }
             (Op::Matches, _) => bad(self, "a regex", "regexes are written `/pattern/`"),
-            (_, ValueKind::Regex(_)) => bad(self, "a string", "regexes go with `matches`: `field matches /re/`"),
+            (_, ValueKind::Regex(_)) => bad(
+                self,
+                "a string",
+                "regexes go with `matches`: `field matches /re/`",
+            ),
             (Op::Cidr, ValueKind::Str(s)) => {
                 if s.parse::<ipnet::IpNet>().is_err() {
-                    self.err(Diagnostic::new(format!("`{s}` is not a CIDR network"), v.span)
-                        .label("not a network")
-                        .hint("write networks as `10.0.0.0/8` or `fd00::/8`"));
+                    self.err(
+                        Diagnostic::new(format!("`{s}` is not a CIDR network"), v.span)
+                            .label("not a network")
+                            .hint("write networks as `10.0.0.0/8` or `fd00::/8`"),
+                    );
                     return None;
                 }
                 if !matches!(field.ty, FieldType::Ip | FieldType::String | FieldType::Any) {
@@ -667,19 +955,35 @@ impl<'a> Checker<'a> {
                 }
                 Some(ir::Value::Str(s.clone()))
             }
-            (Op::Cidr, _) => bad(self, "a network string", "write networks as `\"10.0.0.0/8\"`"),
+            (Op::Cidr, _) => bad(
+                self,
+                "a network string",
+                "write networks as `\"10.0.0.0/8\"`",
+            ),
             (Op::Eq | Op::Ne, ValueKind::Num(n)) => Some(ir::Value::Num(n.clone())),
             (Op::Eq | Op::Ne, ValueKind::Bool(b)) => Some(ir::Value::Bool(*b)),
-            (Op::Eq | Op::Ne, ValueKind::Null) => bad(self, "a value", "`null` can only be compared alone: `x == null`"),
+            (Op::Eq | Op::Ne, ValueKind::Null) => bad(
+                self,
+                "a value",
+                "`null` can only be compared alone: `x == null`",
+            ),
             (Op::Like, ValueKind::Str(s)) => {
                 if s.ends_with('\\') && !s.ends_with("\\\\") {
-                    return bad(self, "a complete glob", "a glob cannot end in a lone backslash; write `\\\\`");
+                    return bad(
+                        self,
+                        "a complete glob",
+                        "a glob cannot end in a lone backslash; write `\\\\`",
+                    );
                 }
                 Some(ir::Value::Str(s.clone()))
             }
             (_, ValueKind::Str(s)) => {
                 if s.is_empty() && matches!(op, Op::StartsWith | Op::EndsWith | Op::Contains) {
-                    return bad(self, "a non-empty string", "an empty string matches everything; use `exists`");
+                    return bad(
+                        self,
+                        "a non-empty string",
+                        "an empty string matches everything; use `exists`",
+                    );
                 }
                 Some(ir::Value::Str(s.clone()))
             }
@@ -694,12 +998,23 @@ impl<'a> Checker<'a> {
             self.expected(v, "a field path", "write fields bare: `user.username`");
             return None;
         };
-        let segs = w.split('.').map(|s| if s == "**" { FieldSeg::AnyDepth } else { FieldSeg::Key(s.to_string()) }).collect();
+        let segs = w
+            .split('.')
+            .map(|s| {
+                if s == "**" {
+                    FieldSeg::AnyDepth
+                } else {
+                    FieldSeg::Key(s.to_string())
+                }
+            })
+            .collect();
         let (field, resolved) = self.field(&Spanned::new(segs, v.span), cat)?;
         if field.has_any_depth() || matches!(resolved.ty, FieldType::Object) {
-            self.err(Diagnostic::new(format!("`{field}` cannot be an output field"), v.span)
-                .label("not a single value")
-                .hint("output fields are concrete paths to values"));
+            self.err(
+                Diagnostic::new(format!("`{field}` cannot be an output field"), v.span)
+                    .label("not a single value")
+                    .hint("output fields are concrete paths to values"),
+            );
             return None;
         }
         Some(field)
@@ -707,23 +1022,35 @@ impl<'a> Checker<'a> {
 
     fn output(&mut self, o: &Spanned<Vec<Setting>>, cat: &Catalog) -> Option<ir::Output> {
         let before = self.diags.len();
-        let mut out = ir::Output { time_range: true, ..Default::default() };
+        let mut out = ir::Output {
+            time_range: true,
+            ..Default::default()
+        };
         let mut seen = HashSet::new();
         for s in &o.node {
             let key = s.key.node.as_str();
             if !seen.insert(key) {
-                self.err(Diagnostic::new(format!("`{key}` is set twice"), s.key.span).label("again").hint("keep one"));
+                self.err(
+                    Diagnostic::new(format!("`{key}` is set twice"), s.key.span)
+                        .label("again")
+                        .hint("keep one"),
+                );
                 continue;
             }
             let v = &s.value;
             match key {
                 "group_by" | "summary" => {
                     let fields: Vec<Field> = match &v.kind {
-                        ValueKind::List(items) => {
-                            items.iter().filter_map(|i| self.output_field(&i.value, cat)).collect()
-                        }
+                        ValueKind::List(items) => items
+                            .iter()
+                            .filter_map(|i| self.output_field(&i.value, cat))
+                            .collect(),
                         _ => {
-                            self.expected(v, "a list of fields", "write `[user.username, objectRef.namespace]`");
+                            self.expected(
+                                v,
+                                "a list of fields",
+                                "write `[user.username, objectRef.namespace]`",
+                            );
                             vec![]
                         }
                     };
@@ -737,22 +1064,36 @@ impl<'a> Checker<'a> {
                     if let ValueKind::List(items) = &v.kind {
                         for i in items {
                             if let Some(field) = self.output_field(&i.value, cat) {
-                                out.values.push(ir::Aliased { field, alias: i.alias.as_ref().map(|a| a.node.clone()) });
+                                out.values.push(ir::Aliased {
+                                    field,
+                                    alias: i.alias.as_ref().map(|a| a.node.clone()),
+                                });
                             }
                         }
                     } else {
-                        self.expected(v, "a list of fields", "write `[user.groups as user_groups, userAgent]`");
+                        self.expected(
+                            v,
+                            "a list of fields",
+                            "write `[user.groups as user_groups, userAgent]`",
+                        );
                     }
                 }
                 "rename" => {
                     if let ValueKind::Map(entries) = &v.kind {
                         for (k, to) in entries {
-                            let kv = ast::Value { kind: ValueKind::Word(k.node.clone()), span: k.span };
+                            let kv = ast::Value {
+                                kind: ValueKind::Word(k.node.clone()),
+                                span: k.span,
+                            };
                             let field = self.output_field(&kv, cat);
                             let name = match &to.kind {
                                 ValueKind::Word(w) if ir::is_plain_key(w) => Some(w.clone()),
                                 _ => {
-                                    self.expected(to, "a plain name", "new names are bare words: `user`");
+                                    self.expected(
+                                        to,
+                                        "a plain name",
+                                        "new names are bare words: `user`",
+                                    );
                                     None
                                 }
                             };
@@ -767,7 +1108,10 @@ impl<'a> Checker<'a> {
                 "title" => {
                     if let Some(t) = self.text_value(v) {
                         out.title = self.template(&t, v.span, |c, name, span| {
-                            let segs = name.split('.').map(|s| FieldSeg::Key(s.to_string())).collect();
+                            let segs = name
+                                .split('.')
+                                .map(|s| FieldSeg::Key(s.to_string()))
+                                .collect();
                             c.field(&Spanned::new(segs, span), cat).map(|(f, _)| f)
                         });
                     }
@@ -776,11 +1120,17 @@ impl<'a> Checker<'a> {
                 "schedule" => out.schedule = self.schedule(v),
                 "time_range" => match v.kind {
                     ValueKind::Bool(b) => out.time_range = b,
-                    _ => self.expected(v, "true or false", "`time_range = false` drops first/last seen times"),
+                    _ => self.expected(
+                        v,
+                        "true or false",
+                        "`time_range = false` drops first/last seen times",
+                    ),
                 },
                 "risk" => {} // after renames and values are known
                 _ => {
-                    let mut d = Diagnostic::new(format!("unknown output setting `{key}`"), s.key.span).label("not an output setting");
+                    let mut d =
+                        Diagnostic::new(format!("unknown output setting `{key}`"), s.key.span)
+                            .label("not an output setting");
                     d = match suggest(key, OUTPUT_KEYS.iter().copied()) {
                         Some(k) => d.hint(format!("did you mean `{k}`?")),
                         None => d.hint(one_of(OUTPUT_KEYS)),
@@ -809,9 +1159,11 @@ impl<'a> Checker<'a> {
                 parts.push(ir::TemplatePart::Text(rest[..open].to_string()));
             }
             let Some(close) = rest[open..].find('}') else {
-                self.err(Diagnostic::new("unclosed `{` in template", span)
-                    .label("template")
-                    .hint("placeholders are `{field.path}`"));
+                self.err(
+                    Diagnostic::new("unclosed `{` in template", span)
+                        .label("template")
+                        .hint("placeholders are `{field.path}`"),
+                );
                 return None;
             };
             let name = rest[open + 1..open + close].trim();
@@ -841,12 +1193,17 @@ impl<'a> Checker<'a> {
             "d" => n.checked_mul(1440),
             _ => None,
         };
-        match minutes.and_then(|m| u32::try_from(m).ok()).filter(|m| (1..=1440 * 7).contains(m)) {
+        match minutes
+            .and_then(|m| u32::try_from(m).ok())
+            .filter(|m| (1..=1440 * 7).contains(m))
+        {
             Some(m) => Some(m),
             None => {
-                self.err(Diagnostic::new(format!("`{d}` is not a usable dedup period"), v.span)
-                    .label("out of range")
-                    .hint("a dedup period is whole minutes, hours or days between 1m and 7d"));
+                self.err(
+                    Diagnostic::new(format!("`{d}` is not a usable dedup period"), v.span)
+                        .label("out of range")
+                        .hint("a dedup period is whole minutes, hours or days between 1m and 7d"),
+                );
                 None
             }
         }
@@ -862,7 +1219,9 @@ impl<'a> Checker<'a> {
         };
         let cron = get(self, "cron", "0 * * * *")?;
         let cron_ok = cron.split_whitespace().count() == 5
-            && cron.split_whitespace().all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)));
+            && cron
+                .split_whitespace()
+                .all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)));
         if !cron_ok {
             let span = m.get("cron").map_or(v.span, |x| x.span);
             self.err(Diagnostic::new(format!("`{cron}` is not a cron schedule"), span)
@@ -873,27 +1232,52 @@ impl<'a> Checker<'a> {
         let earliest = get(self, "earliest", "-70m@m")?;
         let latest = get(self, "latest", "-10m@m")?;
         for (k, t) in [("earliest", &earliest), ("latest", &latest)] {
-            let ok = t == "now" || (t.starts_with('-') && t.chars().all(|c| c.is_ascii_alphanumeric() || "-+@".contains(c)));
+            let ok = t == "now"
+                || (t.starts_with('-')
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-+@".contains(c)));
             if !ok {
                 let span = m.get(k).map_or(v.span, |x| x.span);
-                self.err(Diagnostic::new(format!("`{t}` is not a relative time"), span)
-                    .label("expected e.g. -70m@m")
-                    .hint("times are relative: `-70m@m`, `-1h`, `now`"));
+                self.err(
+                    Diagnostic::new(format!("`{t}` is not a relative time"), span)
+                        .label("expected e.g. -70m@m")
+                        .hint("times are relative: `-70m@m`, `-1h`, `now`"),
+                );
                 return None;
             }
         }
-        Some(ir::Schedule { cron, earliest, latest })
+        Some(ir::Schedule {
+            cron,
+            earliest,
+            latest,
+        })
     }
 
     fn risk(&mut self, v: &ast::Value, out: &ir::Output) -> Option<ir::Risk> {
-        let m = self.map(v, &["score", "impact", "confidence", "message", "objects", "threats"])?;
+        let m = self.map(
+            v,
+            &[
+                "score",
+                "impact",
+                "confidence",
+                "message",
+                "objects",
+                "threats",
+            ],
+        )?;
         let pct = |c: &mut Self, k: &str| -> Option<u32> {
             let Some(v) = m.get(k) else {
-                c.err(Diagnostic::new(format!("risk needs `{k}`"), v.span).label("missing").hint(format!("add `{k} = 0..100`")));
+                c.err(
+                    Diagnostic::new(format!("risk needs `{k}`"), v.span)
+                        .label("missing")
+                        .hint(format!("add `{k} = 0..100`")),
+                );
                 return None;
             };
             match &v.kind {
-                ValueKind::Num(n) if n.as_u64().is_some_and(|x| x <= 100) => n.as_u64().map(|x| x as u32),
+                ValueKind::Num(n) if n.as_u64().is_some_and(|x| x <= 100) => {
+                    n.as_u64().map(|x| x as u32)
+                }
                 _ => {
                     c.expected(v, "a whole number 0..100", "risk scores are percentages");
                     None
@@ -911,29 +1295,49 @@ impl<'a> Checker<'a> {
                     if names.contains(name) {
                         return Some(Field(vec![Seg::Key(name.to_string())]));
                     }
-                    c.err(Diagnostic::new(format!("`{name}` is not an output name"), span)
-                        .label("unknown placeholder")
-                        .hint(format!("risk messages refer to output names: {}", names.iter().cloned().collect::<Vec<_>>().join(", "))));
+                    c.err(
+                        Diagnostic::new(format!("`{name}` is not an output name"), span)
+                            .label("unknown placeholder")
+                            .hint(format!(
+                                "risk messages refer to output names: {}",
+                                names.iter().cloned().collect::<Vec<_>>().join(", ")
+                            )),
+                    );
                     None
                 })
             }
             None => {
-                self.err(Diagnostic::new("risk needs a `message`", v.span).label("missing").hint("add `message = \"... {user}\"`"));
+                self.err(
+                    Diagnostic::new("risk needs a `message`", v.span)
+                        .label("missing")
+                        .hint("add `message = \"... {user}\"`"),
+                );
                 None
             }
         };
         let objects = |c: &mut Self, key: &str, types: &[&str]| -> Vec<(String, String)> {
             let Some(val) = m.get(key) else { return vec![] };
-            let Some(entries) = c.map(val, &[]) else { return vec![] };
+            let Some(entries) = c.map(val, &[]) else {
+                return vec![];
+            };
             let mut pairs: Vec<(String, String)> = Vec::new();
             for (name, ty) in entries {
                 if !names.contains(name.as_str()) {
-                    c.err(Diagnostic::new(format!("`{name}` is not an output name"), val.span)
-                        .label("unknown")
-                        .hint(format!("risk and threat objects name output fields: {}", names.iter().cloned().collect::<Vec<_>>().join(", "))));
+                    c.err(
+                        Diagnostic::new(format!("`{name}` is not an output name"), val.span)
+                            .label("unknown")
+                            .hint(format!(
+                                "risk and threat objects name output fields: {}",
+                                names.iter().cloned().collect::<Vec<_>>().join(", ")
+                            )),
+                    );
                     continue;
                 }
-                if let Some(t) = c.enum_value(ty, &types.iter().map(|t| (*t, *t)).collect::<Vec<_>>(), "object type") {
+                if let Some(t) = c.enum_value(
+                    ty,
+                    &types.iter().map(|t| (*t, *t)).collect::<Vec<_>>(),
+                    "object type",
+                ) {
                     pairs.push((name, t.to_string()));
                 }
             }
@@ -941,8 +1345,29 @@ impl<'a> Checker<'a> {
             pairs
         };
         let objs = objects(self, "objects", &["user", "system", "other"]);
-        let threats = objects(self, "threats", &["ip_address", "domain", "url", "process", "file_name", "file_hash", "command", "email_address", "other"]);
-        Some(ir::Risk { score: score?, impact: impact?, confidence: confidence?, message: message?, objects: objs, threats })
+        let threats = objects(
+            self,
+            "threats",
+            &[
+                "ip_address",
+                "domain",
+                "url",
+                "process",
+                "file_name",
+                "file_hash",
+                "command",
+                "email_address",
+                "other",
+            ],
+        );
+        Some(ir::Risk {
+            score: score?,
+            impact: impact?,
+            confidence: confidence?,
+            message: message?,
+            objects: objs,
+            threats,
+        })
     }
 
     // ------------------------------------------------------------ tests
@@ -950,39 +1375,71 @@ impl<'a> Checker<'a> {
     fn tests(&mut self, r: &ast::Rule, detections: &[ir::Detection]) -> Vec<ir::TestCase> {
         let mut out = Vec::new();
         let mut names: HashMap<&str, Span> = HashMap::new();
-        let all_platforms: BTreeSet<&str> =
-            r.sources.iter().flat_map(|s| s.platforms.iter().map(|p| p.node.as_str())).collect();
+        let all_platforms: BTreeSet<&str> = r
+            .sources
+            .iter()
+            .flat_map(|s| s.platforms.iter().map(|p| p.node.as_str()))
+            .collect();
         for t in &r.tests {
             if names.insert(t.name.node.as_str(), t.name.span).is_some() {
-                self.err(Diagnostic::new(format!("test `{}` is defined twice", t.name.node), t.name.span)
+                self.err(
+                    Diagnostic::new(
+                        format!("test `{}` is defined twice", t.name.node),
+                        t.name.span,
+                    )
                     .label("same name")
-                    .hint("test names identify results; make each unique"));
+                    .hint("test names identify results; make each unique"),
+                );
             }
             if !all_platforms.contains(t.platform.node.as_str()) {
                 let opts: Vec<&str> = all_platforms.iter().copied().collect();
-                self.err(Diagnostic::new(format!("no source of this rule covers platform `{}`", t.platform.node), t.platform.span)
+                self.err(
+                    Diagnostic::new(
+                        format!(
+                            "no source of this rule covers platform `{}`",
+                            t.platform.node
+                        ),
+                        t.platform.span,
+                    )
                     .label("uncovered platform")
-                    .hint(if opts.is_empty() { "add a source block first".to_string() } else { one_of(&opts) }));
+                    .hint(if opts.is_empty() {
+                        "add a source block first".to_string()
+                    } else {
+                        one_of(&opts)
+                    }),
+                );
                 continue;
             }
             let indicators = match &t.indicators {
                 None => None,
                 Some(list) => {
-                    let det = detections.iter().find(|d| d.platforms.contains(&t.platform.node));
-                    let known: Vec<&str> = det.map(|d| d.indicators.iter().map(|i| i.name.as_str()).collect()).unwrap_or_default();
+                    let det = detections
+                        .iter()
+                        .find(|d| d.platforms.contains(&t.platform.node));
+                    let known: Vec<&str> = det
+                        .map(|d| d.indicators.iter().map(|i| i.name.as_str()).collect())
+                        .unwrap_or_default();
                     let mut names = Vec::new();
                     for i in list {
                         if det.is_some() && !known.contains(&i.node.as_str()) {
-                            self.err(Diagnostic::new(format!("unknown indicator `{}`", i.node), i.span)
-                                .label("not an indicator of this source")
-                                .hint(if known.is_empty() { "this source has no indicators".to_string() } else { one_of(&known) }));
+                            self.err(
+                                Diagnostic::new(format!("unknown indicator `{}`", i.node), i.span)
+                                    .label("not an indicator of this source")
+                                    .hint(if known.is_empty() {
+                                        "this source has no indicators".to_string()
+                                    } else {
+                                        one_of(&known)
+                                    }),
+                            );
                         }
                         names.push(i.node.clone());
                     }
                     if !t.expect_match {
-                        self.err(Diagnostic::new("`with [..]` only goes with `expect match`", t.span)
-                            .label("no match expected")
-                            .hint("remove the indicator list"));
+                        self.err(
+                            Diagnostic::new("`with [..]` only goes with `expect match`", t.span)
+                                .label("no match expected")
+                                .hint("remove the indicator list"),
+                        );
                     }
                     names.sort();
                     Some(names)
@@ -1000,25 +1457,39 @@ impl<'a> Checker<'a> {
                     ast::TestEvent::Inline(v) => v.span,
                     ast::TestEvent::File(p) => p.span,
                 };
-                self.err(Diagnostic::new("a test event must be a JSON object", span)
-                    .label("not an object")
-                    .hint("one test holds one event; use `detc eval` for files of many events"));
+                self.err(
+                    Diagnostic::new("a test event must be a JSON object", span)
+                        .label("not an object")
+                        .hint("one test holds one event; use `detc eval` for files of many events"),
+                );
                 continue;
             }
             out.push(ir::TestCase {
                 name: t.name.node.clone(),
                 platform: t.platform.node.clone(),
-                expect: ir::Expectation { matched: t.expect_match, indicators },
+                expect: ir::Expectation {
+                    matched: t.expect_match,
+                    indicators,
+                },
                 event,
                 origin,
             });
         }
         let has = |m: bool| r.tests.iter().any(|t| t.expect_match == m);
         if !has(true) || !has(false) {
-            let missing = if !has(true) { "`expect match`" } else { "`expect no match`" };
-            self.err(Diagnostic::new(format!("rule `{}` needs at least one {missing} test", r.name.node), r.name.span)
+            let missing = if !has(true) {
+                "`expect match`"
+            } else {
+                "`expect no match`"
+            };
+            self.err(
+                Diagnostic::new(
+                    format!("rule `{}` needs at least one {missing} test", r.name.node),
+                    r.name.span,
+                )
                 .label("untested")
-                .hint("every rule carries a test event it must match and one it must not"));
+                .hint("every rule carries a test event it must match and one it must not"),
+            );
         }
         out
     }
@@ -1034,7 +1505,10 @@ impl<'a> Checker<'a> {
         let full = self.base_dir.join(path);
         let read = std::fs::metadata(&full).and_then(|m| {
             if m.len() > MAX_EVENT_FILE_BYTES {
-                Err(std::io::Error::other(format!("{} bytes is over the {MAX_EVENT_FILE_BYTES}-byte limit", m.len())))
+                Err(std::io::Error::other(format!(
+                    "{} bytes is over the {MAX_EVENT_FILE_BYTES}-byte limit",
+                    m.len()
+                )))
             } else {
                 std::fs::read_to_string(&full)
             }
@@ -1042,27 +1516,48 @@ impl<'a> Checker<'a> {
         let text = match read {
             Ok(t) => t,
             Err(e) => {
-                self.err(Diagnostic::new(format!("cannot read test event {}: {e}", full.display()), p.span)
+                self.err(
+                    Diagnostic::new(
+                        format!("cannot read test event {}: {e}", full.display()),
+                        p.span,
+                    )
                     .label("unreadable")
-                    .hint("paths are relative to the folder of the rule file"));
+                    .hint("paths are relative to the folder of the rule file"),
+                );
                 return None;
             }
         };
         match serde_json::from_str(&text) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.err(Diagnostic::new(format!("{} is not valid JSON: {e}", full.display()), p.span)
-                    .label("invalid JSON")
-                    .hint("a test event file holds one JSON object"));
+                self.err(
+                    Diagnostic::new(format!("{} is not valid JSON: {e}", full.display()), p.span)
+                        .label("invalid JSON")
+                        .hint("a test event file holds one JSON object"),
+                );
                 None
             }
         }
     }
 }
 
+/// Deepest chain of `let` references below `e`.
+fn ref_depth(e: &Expr, depth: &HashMap<String, usize>) -> usize {
+    match e {
+        Expr::Ref(n) => depth.get(n).copied().unwrap_or(0),
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().map(|x| ref_depth(x, depth)).max().unwrap_or(0),
+        Expr::Not(x) => ref_depth(x, depth),
+        Expr::Cmp(_) => 0,
+    }
+}
+
 fn output_names(out: &ir::Output) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for f in out.group_by.iter().chain(out.values.iter().map(|a| &a.field)) {
+    for f in out
+        .group_by
+        .iter()
+        .chain(out.values.iter().map(|a| &a.field))
+    {
         names.insert(out.output_name(f));
     }
     names

@@ -6,20 +6,29 @@ use regex_syntax::ast::{self, Ast, ErrorKind};
 
 /// `Ok(())` if `pattern` lies in the portable subset, else why not and a hint.
 pub fn check(pattern: &str) -> Result<(), (String, &'static str)> {
-    let parsed = ast::parse::ParserBuilder::new().nest_limit(64).build().parse(pattern);
+    let parsed = ast::parse::ParserBuilder::new()
+        .nest_limit(64)
+        .build()
+        .parse(pattern);
     let ast = match parsed {
         Ok(a) => a,
         Err(e) => {
             let why = match e.kind() {
                 ErrorKind::UnsupportedLookAround => {
-                    return Err(("look-around is not portable (Lucene and Rust lack it)".into(), HINT_LOOK))
+                    return Err((
+                        "look-around is not portable (Lucene and Rust lack it)".into(),
+                        HINT_LOOK,
+                    ))
                 }
                 ErrorKind::UnsupportedBackreference => {
                     return Err(("back-references are not portable".into(), HINT_LOOK))
                 }
                 kind => kind.to_string(),
             };
-            return Err((format!("invalid regex: {why}"), "check the pattern's brackets and escapes"));
+            return Err((
+                format!("invalid regex: {why}"),
+                "check the pattern's brackets and escapes",
+            ));
         }
     };
     walk(&ast)
@@ -48,14 +57,18 @@ fn walk(a: &Ast) -> Result<(), (String, &'static str)> {
         Ast::ClassBracketed(c) => class_set(&c.kind),
         Ast::Repetition(r) => {
             if !r.greedy {
-                return Err(("lazy quantifiers (`*?`, `+?`) are not portable".into(), "use a greedy quantifier"));
+                return Err((
+                    "lazy quantifiers (`*?`, `+?`) are not portable".into(),
+                    "use a greedy quantifier",
+                ));
             }
             walk(&r.ast)
         }
         Ast::Group(g) => match &g.kind {
             ast::GroupKind::CaptureIndex(_) => walk(&g.ast),
             _ => Err((
-                "only plain groups `( )` are portable (no `(?:..)`, `(?P<name>..)` or flags)".into(),
+                "only plain groups `( )` are portable (no `(?:..)`, `(?P<name>..)` or flags)"
+                    .into(),
                 "use a plain group `( )`",
             )),
         },
@@ -66,7 +79,9 @@ fn walk(a: &Ast) -> Result<(), (String, &'static str)> {
 
 fn literal(l: &ast::Literal) -> Result<(), (String, &'static str)> {
     match l.kind {
-        ast::LiteralKind::Verbatim | ast::LiteralKind::Meta | ast::LiteralKind::Superfluous => Ok(()),
+        ast::LiteralKind::Verbatim | ast::LiteralKind::Meta | ast::LiteralKind::Superfluous => {
+            Ok(())
+        }
         _ => Err((
             format!("the escape for {:?} is not portable", l.c),
             "write the character itself; only punctuation may be escaped",
@@ -76,7 +91,10 @@ fn literal(l: &ast::Literal) -> Result<(), (String, &'static str)> {
 
 fn class_set(set: &ast::ClassSet) -> Result<(), (String, &'static str)> {
     match set {
-        ast::ClassSet::BinaryOp(_) => Err(("class set operations are not portable".into(), "list the characters")),
+        ast::ClassSet::BinaryOp(_) => Err((
+            "class set operations are not portable".into(),
+            "list the characters",
+        )),
         ast::ClassSet::Item(item) => class_item(item),
     }
 }
@@ -86,7 +104,10 @@ fn class_item(item: &ast::ClassSetItem) -> Result<(), (String, &'static str)> {
     match item {
         I::Empty(_) | I::Range(_) => Ok(()),
         I::Literal(l) => literal(l),
-        I::Ascii(_) => Err(("POSIX classes `[[:alpha:]]` are not portable".into(), "write ranges such as `[a-z]`")),
+        I::Ascii(_) => Err((
+            "POSIX classes `[[:alpha:]]` are not portable".into(),
+            "write ranges such as `[a-z]`",
+        )),
         I::Unicode(_) | I::Perl(_) => Err((
             "`\\d`, `\\w`, `\\s` and `\\p{..}` are not portable (Lucene lacks them)".into(),
             "write the class out, e.g. `[0-9]`",
@@ -102,10 +123,29 @@ mod tests {
 
     #[test]
     fn subset() {
-        for ok in ["alpine|busybox", "(curl|wget)", "a[0-9]{2,3}b", "x\\.y", "[^a-z]+", "privileged.*true"] {
+        for ok in [
+            "alpine|busybox",
+            "(curl|wget)",
+            "a[0-9]{2,3}b",
+            "x\\.y",
+            "[^a-z]+",
+            "privileged.*true",
+        ] {
             assert!(check(ok).is_ok(), "{ok}");
         }
-        for bad in ["(?i)x", "^x", "x$", "\\d+", "(?=x)", "(a)\\1", "(?:a)", "a*?", "\\bword", "[[:alpha:]]", "\\n"] {
+        for bad in [
+            "(?i)x",
+            "^x",
+            "x$",
+            "\\d+",
+            "(?=x)",
+            "(a)\\1",
+            "(?:a)",
+            "a*?",
+            "\\bword",
+            "[[:alpha:]]",
+            "\\n",
+        ] {
             assert!(check(bad).is_err(), "{bad}");
         }
     }

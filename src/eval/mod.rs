@@ -38,10 +38,17 @@ impl Evaluator {
     /// Evaluate `rule` on a record from `platform`: pick the detection whose
     /// source covers the platform, normalise, then match.
     pub fn eval_record(&mut self, rule: &Rule, platform: &str, record: &Json) -> Option<Verdict> {
-        let det = rule.detections.iter().find(|d| d.platforms.iter().any(|p| p == platform))?;
+        let det = rule
+            .detections
+            .iter()
+            .find(|d| d.platforms.iter().any(|p| p == platform))?;
         let verdict = match normalize(platform, record) {
             Some(event) => self.eval_detection(det, rule.meta.severity, &event),
-            None => Verdict { matched: false, indicators: vec![], severity: rule.meta.severity },
+            None => Verdict {
+                matched: false,
+                indicators: vec![],
+                severity: rule.meta.severity,
+            },
         };
         Some(verdict)
     }
@@ -59,7 +66,11 @@ impl Evaluator {
                 }
             }
         }
-        Verdict { matched, indicators, severity }
+        Verdict {
+            matched,
+            indicators,
+            severity,
+        }
     }
 
     pub fn eval(&mut self, det: &Detection, expr: &Expr, event: &Json) -> bool {
@@ -90,7 +101,9 @@ impl Evaluator {
 
     fn leaf(&mut self, c: &Cmp, leaf: &Json, v: &Value) -> bool {
         if c.op.is_numeric() {
-            let (Some(a), Some(b)) = (number(leaf), value_number(v)) else { return false };
+            let (Some(a), Some(b)) = (number(leaf), value_number(v)) else {
+                return false;
+            };
             return match c.op {
                 Op::Lt => a < b,
                 Op::Le => a <= b,
@@ -130,16 +143,22 @@ impl Evaluator {
                 text.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip))
             }
             (Op::Matches, Value::Regex(re)) => {
-                let Some(text) = scalar_text(leaf) else { return false };
+                let Some(text) = scalar_text(leaf) else {
+                    return false;
+                };
                 self.regex(re, c.cased).is_some_and(|r| r.is_match(&text))
             }
             (Op::Like, Value::Str(glob)) => {
-                let Some(text) = scalar_text(leaf) else { return false };
+                let Some(text) = scalar_text(leaf) else {
+                    return false;
+                };
                 let re = glob_to_regex(glob);
                 self.regex(&re, c.cased).is_some_and(|r| r.is_match(&text))
             }
             (op, Value::Str(want)) => {
-                let Some(text) = scalar_text(leaf) else { return false };
+                let Some(text) = scalar_text(leaf) else {
+                    return false;
+                };
                 let (have, want) = if c.cased {
                     (text, want.clone())
                 } else {
@@ -162,7 +181,11 @@ impl Evaluator {
         self.regexes
             .entry((pattern.to_string(), cased))
             .or_insert_with(|| {
-                RegexBuilder::new(pattern).case_insensitive(!cased).size_limit(1 << 22).build().ok()
+                RegexBuilder::new(pattern)
+                    .case_insensitive(!cased)
+                    .size_limit(1 << 22)
+                    .build()
+                    .ok()
             })
             .as_ref()
     }
@@ -280,15 +303,21 @@ pub fn run_tests(rule: &Rule) -> Vec<TestResult> {
     rule.tests
         .iter()
         .map(|t| {
-            let verdict = ev.eval_record(rule, &t.platform, &t.event).unwrap_or(Verdict {
-                matched: false,
-                indicators: vec![],
-                severity: rule.meta.severity,
-            });
+            let verdict = ev
+                .eval_record(rule, &t.platform, &t.event)
+                .unwrap_or(Verdict {
+                    matched: false,
+                    indicators: vec![],
+                    severity: rule.meta.severity,
+                });
             let mut ok = verdict.matched == t.expect.matched;
             let mut detail = format!(
                 "expected {}, got {}",
-                if t.expect.matched { "match" } else { "no match" },
+                if t.expect.matched {
+                    "match"
+                } else {
+                    "no match"
+                },
                 if verdict.matched { "match" } else { "no match" }
             );
             if let (true, Some(want)) = (ok, &t.expect.indicators) {
@@ -296,10 +325,20 @@ pub fn run_tests(rule: &Rule) -> Vec<TestResult> {
                 got.sort();
                 if &got != want {
                     ok = false;
-                    detail = format!("expected indicators [{}], got [{}]", want.join(", "), got.join(", "));
+                    detail = format!(
+                        "expected indicators [{}], got [{}]",
+                        want.join(", "),
+                        got.join(", ")
+                    );
                 }
             }
-            TestResult { name: t.name.clone(), platform: t.platform.clone(), ok, detail, verdict }
+            TestResult {
+                name: t.name.clone(),
+                platform: t.platform.clone(),
+                ok,
+                detail,
+                verdict,
+            }
         })
         .collect()
 }

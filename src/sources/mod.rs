@@ -56,10 +56,13 @@ pub struct Resolved {
 pub fn catalogs() -> &'static [Catalog] {
     static CATALOGS: OnceLock<Vec<Catalog>> = OnceLock::new();
     CATALOGS.get_or_init(|| {
-        [include_str!("kubernetes_audit.yaml"), include_str!("azure_activity.yaml")]
-            .iter()
-            .map(|text| serde_yaml::from_str(text).expect("built-in catalog is valid YAML"))
-            .collect()
+        [
+            include_str!("kubernetes_audit.yaml"),
+            include_str!("azure_activity.yaml"),
+        ]
+        .iter()
+        .map(|text| serde_yaml::from_str(text).expect("built-in catalog is valid YAML"))
+        .collect()
     })
 }
 
@@ -69,7 +72,9 @@ pub fn catalog(source: &str) -> Option<&'static Catalog> {
 
 /// The source that covers a platform, if any.
 pub fn source_of_platform(platform: &str) -> Option<&'static Catalog> {
-    catalogs().iter().find(|c| c.platforms.iter().any(|p| p == platform))
+    catalogs()
+        .iter()
+        .find(|c| c.platforms.iter().any(|p| p == platform))
 }
 
 impl Catalog {
@@ -85,7 +90,10 @@ impl Catalog {
             let key = match seg {
                 Seg::Key(k) => k,
                 Seg::AnyDepth => {
-                    return Err(format!("`**` is only allowed below a free-form field such as `{}`", self.free_form_example()));
+                    return Err(format!(
+                        "`**` is only allowed below a free-form field such as `{}`",
+                        self.free_form_example()
+                    ));
                 }
             };
             if !prefix.is_empty() {
@@ -116,18 +124,39 @@ impl Catalog {
                             }
                         }
                     }
-                    return Ok(Resolved { ty: FieldType::Any, arrays, free_form: true });
+                    return Ok(Resolved {
+                        ty: FieldType::Any,
+                        arrays,
+                        free_form: true,
+                    });
                 }
                 FieldType::Map if !last => {
                     if i + 2 == field.0.len() && matches!(field.0[i + 1], Seg::Key(_)) {
                         arrays.push(false);
-                        return Ok(Resolved { ty: FieldType::String, arrays, free_form: false });
+                        return Ok(Resolved {
+                            ty: FieldType::String,
+                            arrays,
+                            free_form: false,
+                        });
                     }
-                    return Err(format!("`{prefix}` is a map of strings: one key may follow it"));
+                    return Err(format!(
+                        "`{prefix}` is a map of strings: one key may follow it"
+                    ));
                 }
-                _ if last => return Ok(Resolved { ty: def.ty, arrays, free_form: false }),
+                _ if last => {
+                    return Ok(Resolved {
+                        ty: def.ty,
+                        arrays,
+                        free_form: false,
+                    })
+                }
                 FieldType::Object => {}
-                _ => return Err(format!("`{prefix}` is a {:?} field and has no sub-fields", def.ty).to_lowercase()),
+                _ => {
+                    return Err(
+                        format!("`{prefix}` is a {:?} field and has no sub-fields", def.ty)
+                            .to_lowercase(),
+                    )
+                }
             }
         }
         Err("empty field path".into())
@@ -148,7 +177,12 @@ impl Catalog {
     pub fn suggest(&self, path: &str) -> Option<&str> {
         self.fields
             .iter()
-            .map(|f| (strsim::jaro_winkler(&f.path.to_lowercase(), &path.to_lowercase()), f.path.as_str()))
+            .map(|f| {
+                (
+                    strsim::jaro_winkler(&f.path.to_lowercase(), &path.to_lowercase()),
+                    f.path.as_str(),
+                )
+            })
             .filter(|(score, _)| *score > 0.85)
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, p)| p)
@@ -160,17 +194,37 @@ mod tests {
     use super::*;
 
     fn field(s: &str) -> Field {
-        Field(s.split('.').map(|k| if k == "**" { Seg::AnyDepth } else { Seg::Key(k.into()) }).collect())
+        Field(
+            s.split('.')
+                .map(|k| {
+                    if k == "**" {
+                        Seg::AnyDepth
+                    } else {
+                        Seg::Key(k.into())
+                    }
+                })
+                .collect(),
+        )
     }
 
     #[test]
     fn catalogs_load_and_resolve() {
         let k8s = catalog("kubernetes.audit").unwrap();
         assert_eq!(k8s.resolve(&field("verb")).unwrap().ty, FieldType::String);
-        assert_eq!(k8s.resolve(&field("user.groups")).unwrap().arrays, vec![false, true]);
-        assert!(k8s.resolve(&field("requestObject.**.image")).unwrap().free_form);
+        assert_eq!(
+            k8s.resolve(&field("user.groups")).unwrap().arrays,
+            vec![false, true]
+        );
+        assert!(
+            k8s.resolve(&field("requestObject.**.image"))
+                .unwrap()
+                .free_form
+        );
         assert!(k8s.resolve(&field("objectRef.resorce")).is_err());
         assert_eq!(k8s.suggest("objectRef.resorce"), Some("objectRef.resource"));
-        assert!(catalog("azure.activity").unwrap().resolve(&field("operationName")).is_ok());
+        assert!(catalog("azure.activity")
+            .unwrap()
+            .resolve(&field("operationName"))
+            .is_ok());
     }
 }

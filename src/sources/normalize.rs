@@ -21,7 +21,9 @@ pub fn normalize(platform: &str, record: &Value) -> Option<Value> {
 pub fn records(value: Value) -> Vec<Value> {
     match value {
         Value::Array(items) => items,
-        Value::Object(mut map) if map.len() == 1 && map.get("records").is_some_and(Value::is_array) => {
+        Value::Object(mut map)
+            if map.len() == 1 && map.get("records").is_some_and(Value::is_array) =>
+        {
             match map.remove("records") {
                 Some(Value::Array(items)) => items,
                 _ => Vec::new(),
@@ -39,7 +41,9 @@ fn aks(record: &Value) -> Option<Value> {
         return None;
     }
     match record.get("properties")?.get("log")? {
-        Value::String(s) => serde_json::from_str::<Value>(s).ok().filter(Value::is_object),
+        Value::String(s) => serde_json::from_str::<Value>(s)
+            .ok()
+            .filter(Value::is_object),
         obj @ Value::Object(_) => Some(obj.clone()),
         _ => None,
     }
@@ -65,7 +69,9 @@ pub fn grpc_to_http(code: i64) -> i64 {
 
 fn is_api_version(s: &str) -> bool {
     // v1, v2, v1beta1, v2alpha3
-    let Some(rest) = s.strip_prefix('v') else { return false };
+    let Some(rest) = s.strip_prefix('v') else {
+        return false;
+    };
     let digits = rest.chars().take_while(char::is_ascii_digit).count();
     if digits == 0 {
         return false;
@@ -73,7 +79,8 @@ fn is_api_version(s: &str) -> bool {
     let tail = &rest[digits..];
     tail.is_empty()
         || ["alpha", "beta"].iter().any(|p| {
-            tail.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            tail.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
         })
 }
 
@@ -132,7 +139,10 @@ fn gke(record: &Value) -> Option<Value> {
     if !object_ref.is_empty() {
         ev.insert("objectRef".into(), Value::Object(object_ref));
     }
-    if let Some(user) = pp.get("authenticationInfo").and_then(|a| a.get("principalEmail")) {
+    if let Some(user) = pp
+        .get("authenticationInfo")
+        .and_then(|a| a.get("principalEmail"))
+    {
         ev.insert("user".into(), json!({ "username": user }));
     }
     if let Some(meta) = pp.get("requestMetadata") {
@@ -143,8 +153,15 @@ fn gke(record: &Value) -> Option<Value> {
             ev.insert("userAgent".into(), ua.clone());
         }
     }
-    let code = pp.get("status").and_then(|s| s.get("code")).and_then(Value::as_i64).unwrap_or(0);
-    ev.insert("responseStatus".into(), json!({ "code": grpc_to_http(code) }));
+    let code = pp
+        .get("status")
+        .and_then(|s| s.get("code"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    ev.insert(
+        "responseStatus".into(),
+        json!({ "code": grpc_to_http(code) }),
+    );
     if let Some(req) = pp.get("request") {
         ev.insert("requestObject".into(), req.clone());
     }
@@ -175,7 +192,10 @@ mod tests {
         assert_eq!(ev["responseStatus"]["code"], 403);
         let rbac = json!({"protoPayload": {"serviceName": "k8s.io",
             "methodName": "io.k8s.authorization.rbac.v1.rolebindings.create"}});
-        assert_eq!(normalize("gke", &rbac).unwrap()["objectRef"]["apiGroup"], "authorization.rbac");
+        assert_eq!(
+            normalize("gke", &rbac).unwrap()["objectRef"]["apiGroup"],
+            "authorization.rbac"
+        );
     }
 
     #[test]

@@ -114,8 +114,9 @@ pub struct Expr {
 
 #[derive(Debug, Clone)]
 pub enum ExprKind {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Operands of a chain `a and b and c` (n-ary, so long chains stay flat).
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
     Not(Box<Expr>),
     Ref(String),
     /// `any of [a, b]` (`all == false`) / `all of [a, b]`.

@@ -32,11 +32,16 @@ pub fn parse(text: &str) -> PResult<File> {
             text.len(),
             MAX_FILE_BYTES
         ))
-        .hint("keep large test events in separate JSON files and reference them with `file \"...\"`"));
+        .hint(
+            "keep large test events in separate JSON files and reference them with `file \"...\"`",
+        ));
     }
     check_nesting(text)?;
-    let pairs = RuleParser::parse(Rule::file, text).map_err(pest_error)?;
-    let file = pairs.into_iter().next().ok_or_else(|| internal(Span::default(), "empty parse"))?;
+    let pairs = RuleParser::parse(Rule::file, text).map_err(|e| pest_error(e, text))?;
+    let file = pairs
+        .into_iter()
+        .next()
+        .ok_or_else(|| internal(Span::default(), "empty parse"))?;
     let mut rules = Vec::new();
     for pair in file.into_inner() {
         match pair.as_rule() {
@@ -114,7 +119,9 @@ fn friendly(r: &Rule) -> String {
         Rule::list_cmp => "`in [..]`",
         Rule::in_kw => "`in`",
         Rule::str_cmp => "a string operator",
-        Rule::str_op => "an operator (`startswith`, `endswith`, `contains`, `like`, `matches`, `cidr`)",
+        Rule::str_op => {
+            "an operator (`startswith`, `endswith`, `contains`, `like`, `matches`, `cidr`)"
+        }
         Rule::cmp_op => "an operator (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
         Rule::cmp_list => "a list of values `[..]`",
         Rule::field => "a field path",
@@ -157,7 +164,7 @@ fn friendly(r: &Rule) -> String {
     .to_string()
 }
 
-fn pest_error(e: pest::error::Error<Rule>) -> Diagnostic {
+fn pest_error(e: pest::error::Error<Rule>, text: &str) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
     let span = match e.location {
         InputLocation::Pos(p) => Span::new(p, p),
@@ -168,13 +175,37 @@ fn pest_error(e: pest::error::Error<Rule>) -> Diagnostic {
         ErrorVariant::ParsingError { .. } => format!("syntax error: {}", e.variant.message()),
         ErrorVariant::CustomError { message } => message.clone(),
     };
-    Diagnostic::new(message, span).label("here").hint(
-        "see docs/language.md for the rule syntax; strings use double quotes and lists square brackets",
-    )
+    Diagnostic::new(message, span)
+        .label("here")
+        .hint(syntax_hint(text, span.start))
+}
+
+/// A hint from what stands at the error, for the usual slips.
+fn syntax_hint(text: &str, at: usize) -> String {
+    let rest = text.get(at..).unwrap_or("");
+    let line_rest = rest.split('\n').next().unwrap_or("");
+    if rest.starts_with('\'') {
+        "strings use double quotes: \"value\"".into()
+    } else if rest.starts_with('=') && !rest.starts_with("==") {
+        "compare with `==`; a single `=` only assigns settings".into()
+    } else if rest.starts_with('"') && line_rest[1..].find('"').is_none() {
+        "this string is not closed on its line; end it with `\"` (write a newline as \\n)".into()
+    } else if rest.starts_with(',')
+        || (rest.starts_with('}') && text[..at].trim_end().ends_with(','))
+    {
+        "remove the trailing comma".into()
+    } else if rest.is_empty() {
+        "the file ends early: a `}` may be missing".into()
+    } else {
+        "see docs/language.md for the rule syntax; strings use double quotes and lists square brackets".into()
+    }
 }
 
 fn unexpected(pair: &Pair<Rule>) -> Diagnostic {
-    internal(pair.as_span().into(), &format!("unexpected {:?}", pair.as_rule()))
+    internal(
+        pair.as_span().into(),
+        &format!("unexpected {:?}", pair.as_rule()),
+    )
 }
 
 fn internal(span: Span, what: &str) -> Diagnostic {
@@ -183,7 +214,9 @@ fn internal(span: Span, what: &str) -> Diagnostic {
 }
 
 fn next<'a>(pairs: &mut Pairs<'a, Rule>, parent: Span) -> PResult<Pair<'a, Rule>> {
-    pairs.next().ok_or_else(|| internal(parent, "missing element"))
+    pairs
+        .next()
+        .ok_or_else(|| internal(parent, "missing element"))
 }
 
 fn spanned_str(pair: &Pair<Rule>) -> Spanned<String> {
@@ -194,7 +227,13 @@ fn build_rule(pair: Pair<Rule>) -> PResult<ast::Rule> {
     let span: Span = pair.as_span().into();
     let mut inner = pair.into_inner();
     let name = spanned_str(&next(&mut inner, span)?);
-    let mut rule = ast::Rule { name, settings: vec![], sources: vec![], tests: vec![], span };
+    let mut rule = ast::Rule {
+        name,
+        settings: vec![],
+        sources: vec![],
+        tests: vec![],
+        span,
+    };
     for item in inner {
         match item.as_rule() {
             Rule::setting => rule.settings.push(build_setting(item)?),
@@ -218,7 +257,10 @@ fn build_source_block(pair: Pair<Rule>) -> PResult<Source> {
     let span: Span = pair.as_span().into();
     let mut inner = pair.into_inner();
     let name = spanned_str(&next(&mut inner, span)?);
-    let platforms = next(&mut inner, span)?.into_inner().map(|p| spanned_str(&p)).collect();
+    let platforms = next(&mut inner, span)?
+        .into_inner()
+        .map(|p| spanned_str(&p))
+        .collect();
     let mut source = Source {
         name,
         platforms,
@@ -246,10 +288,17 @@ fn build_source_block(pair: Pair<Rule>) -> PResult<Source> {
                 let expr_pair = p.pop().ok_or_else(|| internal(item_span, "indicator"))?;
                 let name = spanned_str(p.first().ok_or_else(|| internal(item_span, "indicator"))?);
                 let severity = p.get(1).map(spanned_str);
-                source.indicators.push(Indicator { name, severity, expr: build_expr(expr_pair)? });
+                source.indicators.push(Indicator {
+                    name,
+                    severity,
+                    expr: build_expr(expr_pair)?,
+                });
             }
             Rule::output => {
-                let settings = item.into_inner().map(build_setting).collect::<PResult<Vec<_>>>()?;
+                let settings = item
+                    .into_inner()
+                    .map(build_setting)
+                    .collect::<PResult<Vec<_>>>()?;
                 source.outputs.push(Spanned::new(settings, item_span));
             }
             _ => return Err(unexpected(&item)),
@@ -272,11 +321,18 @@ fn build_expr(pair: Pair<Rule>) -> PResult<Expr> {
     let span: Span = pair.as_span().into();
     let mut run = 0usize;
     for p in pair.clone().into_inner() {
-        run = if p.as_rule() == Rule::not_op { run + 1 } else { 0 };
+        run = if p.as_rule() == Rule::not_op {
+            run + 1
+        } else {
+            0
+        };
         if run > MAX_NOT_RUN {
-            return Err(Diagnostic::new(format!("more than {MAX_NOT_RUN} `not` in a row"), p.as_span().into())
-                .label("here")
-                .hint("`not not x` is `x`: simplify the condition"));
+            return Err(Diagnostic::new(
+                format!("more than {MAX_NOT_RUN} `not` in a row"),
+                p.as_span().into(),
+            )
+            .label("here")
+            .hint("`not not x` is `x`: simplify the condition"));
         }
     }
     pratt()
@@ -284,20 +340,57 @@ fn build_expr(pair: Pair<Rule>) -> PResult<Expr> {
         .map_prefix(|op, rhs| {
             let rhs = rhs?;
             let span = Span::from(op.as_span()).to(rhs.span);
-            Ok(Expr { kind: ExprKind::Not(Box::new(rhs)), span })
+            Ok(Expr {
+                kind: ExprKind::Not(Box::new(rhs)),
+                span,
+            })
         })
         .map_infix(|lhs, op, rhs| {
             let (lhs, rhs) = (lhs?, rhs?);
             let span = lhs.span.to(rhs.span);
-            let kind = match op.as_rule() {
-                Rule::and_op => ExprKind::And(Box::new(lhs), Box::new(rhs)),
-                Rule::or_op => ExprKind::Or(Box::new(lhs), Box::new(rhs)),
+            // Left-associative chains extend the left operand's list.
+            let kind = match (op.as_rule(), lhs.kind) {
+                (Rule::and_op, ExprKind::And(mut xs)) if !lhs_grouped(&xs, lhs.span) => {
+                    xs.push(rhs);
+                    ExprKind::And(xs)
+                }
+                (Rule::or_op, ExprKind::Or(mut xs)) if !lhs_grouped(&xs, lhs.span) => {
+                    xs.push(rhs);
+                    ExprKind::Or(xs)
+                }
+                (Rule::and_op, kind) => ExprKind::And(vec![
+                    Expr {
+                        kind,
+                        span: lhs.span,
+                    },
+                    rhs,
+                ]),
+                (Rule::or_op, kind) => ExprKind::Or(vec![
+                    Expr {
+                        kind,
+                        span: lhs.span,
+                    },
+                    rhs,
+                ]),
                 _ => return Err(unexpected(&op)),
             };
             Ok(Expr { kind, span })
         })
         .parse(pair.into_inner())
-        .map_err(|e: Diagnostic| if e.span.is_none() { internal(span, "expression") } else { e })
+        .map_err(|e: Diagnostic| {
+            if e.span.is_none() {
+                internal(span, "expression")
+            } else {
+                e
+            }
+        })
+}
+
+/// A parenthesised chain is one operand: `(a and b) and c` keeps its group
+/// (its span then starts before its first operand).
+fn lhs_grouped(xs: &[Expr], span: Span) -> bool {
+    xs.first()
+        .is_some_and(|first| first.span.start != span.start)
 }
 
 fn build_primary(pair: Pair<Rule>) -> PResult<Expr> {
@@ -309,12 +402,18 @@ fn build_primary(pair: Pair<Rule>) -> PResult<Expr> {
             e.span = span;
             Ok(e)
         }
-        Rule::name_ref => Ok(Expr { kind: ExprKind::Ref(pair.as_str().to_string()), span }),
+        Rule::name_ref => Ok(Expr {
+            kind: ExprKind::Ref(pair.as_str().to_string()),
+            span,
+        }),
         Rule::quantified_refs => {
             let mut inner = pair.into_inner();
             let all = next(&mut inner, span)?.as_str() == "all";
             let names = inner.map(|p| spanned_str(&p)).collect();
-            Ok(Expr { kind: ExprKind::Quantified { all, names }, span })
+            Ok(Expr {
+                kind: ExprKind::Quantified { all, names },
+                span,
+            })
         }
         Rule::comparison => build_comparison(pair),
         _ => Err(unexpected(&pair)),
@@ -325,7 +424,10 @@ fn build_comparison(pair: Pair<Rule>) -> PResult<Expr> {
     let span: Span = pair.as_span().into();
     let mut inner = pair.into_inner();
     let field_pair = next(&mut inner, span)?;
-    let field = Spanned::new(build_field(field_pair.clone())?, field_pair.as_span().into());
+    let field = Spanned::new(
+        build_field(field_pair.clone())?,
+        field_pair.as_span().into(),
+    );
     let mut cased = false;
     let mut op_pair = next(&mut inner, span)?;
     if op_pair.as_rule() == Rule::cased {
@@ -339,9 +441,21 @@ fn build_comparison(pair: Pair<Rule>) -> PResult<Expr> {
             let mut p = op_pair.into_inner();
             let in_kw = next(&mut p, op_span)?;
             let list = next(&mut p, op_span)?;
-            let values = list.into_inner().map(build_value).collect::<PResult<Vec<_>>>()?;
+            let values = list
+                .into_inner()
+                .map(build_value)
+                .collect::<PResult<Vec<_>>>()?;
             let op = Spanned::new(CmpOp::In, in_kw.as_span().into());
-            return Ok(Expr { kind: ExprKind::Cmp(Cmp { field, cased, op, quantifier: Some(false), values }), span });
+            return Ok(Expr {
+                kind: ExprKind::Cmp(Cmp {
+                    field,
+                    cased,
+                    op,
+                    quantifier: Some(false),
+                    values,
+                }),
+                span,
+            });
         }
         Rule::str_cmp => {
             let mut p = op_pair.into_inner();
@@ -360,11 +474,25 @@ fn build_comparison(pair: Pair<Rule>) -> PResult<Expr> {
             let (quantifier, values) = if first.as_rule() == Rule::quantifier {
                 let all = first.as_str() == "all";
                 let list = next(&mut p, op_span)?;
-                (Some(all), list.into_inner().map(build_value).collect::<PResult<Vec<_>>>()?)
+                (
+                    Some(all),
+                    list.into_inner()
+                        .map(build_value)
+                        .collect::<PResult<Vec<_>>>()?,
+                )
             } else {
                 (None, vec![build_value(first)?])
             };
-            return Ok(Expr { kind: ExprKind::Cmp(Cmp { field, cased, op, quantifier, values }), span });
+            return Ok(Expr {
+                kind: ExprKind::Cmp(Cmp {
+                    field,
+                    cased,
+                    op,
+                    quantifier,
+                    values,
+                }),
+                span,
+            });
         }
         Rule::cmp_op => {
             let op = match op_pair.as_str() {
@@ -382,7 +510,16 @@ fn build_comparison(pair: Pair<Rule>) -> PResult<Expr> {
         _ => return Err(unexpected(&op_pair)),
     };
     let op = Spanned::new(op, op_span);
-    Ok(Expr { kind: ExprKind::Cmp(Cmp { field, cased, op, quantifier, values }), span })
+    Ok(Expr {
+        kind: ExprKind::Cmp(Cmp {
+            field,
+            cased,
+            op,
+            quantifier,
+            values,
+        }),
+        span,
+    })
 }
 
 fn build_field(pair: Pair<Rule>) -> PResult<Vec<FieldSeg>> {
@@ -416,14 +553,20 @@ fn build_value(pair: Pair<Rule>) -> PResult<Value> {
         Rule::duration => ValueKind::Duration(pair.as_str().to_string()),
         Rule::number => {
             let n: serde_json::Number = serde_json::from_str(pair.as_str()).map_err(|_| {
-                Diagnostic::new("number out of range", span).label("here").hint("use a smaller number")
+                Diagnostic::new("number out of range", span)
+                    .label("here")
+                    .hint("use a smaller number")
             })?;
             ValueKind::Num(n)
         }
         Rule::boolean => ValueKind::Bool(pair.as_str() == "true"),
         Rule::null => ValueKind::Null,
         Rule::word => ValueKind::Word(pair.as_str().to_string()),
-        Rule::list => ValueKind::List(pair.into_inner().map(build_list_item).collect::<PResult<Vec<_>>>()?),
+        Rule::list => ValueKind::List(
+            pair.into_inner()
+                .map(build_list_item)
+                .collect::<PResult<Vec<_>>>()?,
+        ),
         Rule::map => {
             let mut entries = Vec::new();
             for entry in pair.into_inner() {
@@ -456,9 +599,9 @@ fn build_string(pair: Pair<Rule>) -> PResult<String> {
     let raw = pair.into_inner().next().map(|p| p.as_str()).unwrap_or("");
     unescape(raw).map_err(|(offset, msg)| {
         let at = span.start + 1 + offset;
-        Diagnostic::new(msg, Span::new(at, at + 1)).label("bad escape").hint(
-            "escapes are \\\" \\\\ \\n \\t \\r \\/ and \\u{XXXX} with a Unicode scalar value",
-        )
+        Diagnostic::new(msg, Span::new(at, at + 1))
+            .label("bad escape")
+            .hint("escapes are \\\" \\\\ \\n \\t \\r \\/ and \\u{XXXX} with a Unicode scalar value")
     })
 }
 
@@ -509,7 +652,13 @@ fn dedent(text: &str) -> String {
         .unwrap_or(0);
     let mut out: Vec<&str> = lines
         .iter()
-        .map(|l| if l.trim().is_empty() { "" } else { l.get(indent..).unwrap_or(l.trim_start()) })
+        .map(|l| {
+            if l.trim().is_empty() {
+                ""
+            } else {
+                l.get(indent..).unwrap_or(l.trim_start())
+            }
+        })
         .collect();
     while out.first().is_some_and(|l| l.is_empty()) {
         out.remove(0);
@@ -530,16 +679,19 @@ fn build_test(pair: Pair<Rule>) -> PResult<Test> {
     let mut expect_inner = expect.into_inner();
     let verdict = next(&mut expect_inner, span)?;
     let expect_match = verdict.as_rule() == Rule::match_kw;
-    let indicators = expect_inner.next().map(|set| set.into_inner().map(|p| spanned_str(&p)).collect());
+    let indicators = expect_inner
+        .next()
+        .map(|set| set.into_inner().map(|p| spanned_str(&p)).collect());
     let event_pair = next(&mut inner, span)?;
     let event_span: Span = event_pair.as_span().into();
     let event = match event_pair.as_rule() {
         Rule::json => {
-            let value: serde_json::Value = serde_json::from_str(event_pair.as_str()).map_err(|e| {
-                Diagnostic::new(format!("invalid JSON in test event: {e}"), event_span)
-                    .label("this event")
-                    .hint("test events are JSON objects; check escapes and numbers")
-            })?;
+            let value: serde_json::Value =
+                serde_json::from_str(event_pair.as_str()).map_err(|e| {
+                    Diagnostic::new(format!("invalid JSON in test event: {e}"), event_span)
+                        .label("this event")
+                        .hint("test events are JSON objects; check escapes and numbers")
+                })?;
             TestEvent::Inline(Spanned::new(value, event_span))
         }
         Rule::event_file => {
@@ -549,7 +701,14 @@ fn build_test(pair: Pair<Rule>) -> PResult<Test> {
         }
         _ => return Err(unexpected(&event_pair)),
     };
-    Ok(Test { name, platform, expect_match, indicators, event, span })
+    Ok(Test {
+        name,
+        platform,
+        expect_match,
+        indicators,
+        event,
+        span,
+    })
 }
 
 #[cfg(test)]
