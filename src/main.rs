@@ -61,6 +61,9 @@ enum Command {
         #[arg(long, conflicts_with = "lossy")]
         strict: bool,
     },
+    /// List the canonical fields of a log source (all sources without an argument)
+    #[command(after_help = EXIT_CODES)]
+    Fields { source: Option<String> },
     /// Print a rule's intermediate representation as YAML
     #[command(after_help = EXIT_CODES)]
     Ir { file: PathBuf },
@@ -219,6 +222,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 b.files.len(),
                 out.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fields { source } => {
+            let mut out = std::io::stdout().lock();
+            let mut found = false;
+            for cat in detc::sources::catalogs() {
+                if source.as_ref().is_some_and(|s| s != &cat.source) {
+                    continue;
+                }
+                found = true;
+                writeln!(out, "{} (platforms: {})", cat.source, cat.platforms.join(", "))?;
+                for f in &cat.fields {
+                    let ty = format!("{:?}{}", f.ty, if f.array { "[]" } else { "" }).to_lowercase();
+                    writeln!(out, "  {:<60} {ty}", f.path)?;
+                }
+            }
+            if !found {
+                anyhow::bail!("unknown source `{}`", source.unwrap_or_default());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Ir { file } => match load::compile_path(&file) {
