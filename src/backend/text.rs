@@ -18,7 +18,11 @@ pub fn python_str(s: &str) -> String {
             c if (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
             }
-            '\u{2028}' | '\u{2029}' | '\u{feff}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            // Line separators (YAML 1.1 reads them as breaks), the BOM and the
+            // non-characters YAML refuses as unprintable.
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -72,6 +76,27 @@ pub fn yaml_str(s: &str) -> String {
     python_str(s)
 }
 
+/// Text for a `#` comment line: line breaks and other characters YAML or
+/// Python would not keep inside a comment become spaces.
+pub fn comment_text(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let u = c as u32;
+            if u < 0x20
+                || (0x7f..=0x9f).contains(&u)
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                )
+            {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 fn filter(f: fn(&str) -> String) -> impl tera::Filter {
     move |v: &tera::Value, _: &HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
         match v {
@@ -82,13 +107,14 @@ fn filter(f: fn(&str) -> String) -> impl tera::Filter {
     }
 }
 
-/// `| py`, `| toml`, `| spl`, `| eql`, `| yaml` in templates.
+/// `| py`, `| toml`, `| spl`, `| eql`, `| yaml`, `| comment` in templates.
 pub fn register_filters(t: &mut tera::Tera) {
     t.register_filter("py", filter(python_str));
     t.register_filter("toml", filter(toml_str));
     t.register_filter("spl", filter(spl_str));
     t.register_filter("eql", filter(eql_str));
     t.register_filter("yaml", filter(yaml_str));
+    t.register_filter("comment", filter(comment_text));
 }
 
 #[cfg(test)]
