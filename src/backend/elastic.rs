@@ -1,11 +1,1824 @@
-//! The Elastic backend.
+//! The Elastic backend: one elastic/detection-rules TOML rule and its EQL
+//! query (`<stem>.toml`, `<stem>.eql`) per detection, plus one companion rule
+//! per expressible indicator (`<stem>__<indicator>.toml/.eql`).
+//!
+//! Queries target the real integrations through the field table kept as data
+//! in `src/sources/elastic_fields.yaml` (canonical path -> Elasticsearch
+//! field, mapping type, indexed). A comparison on a field that EQL cannot
+//! search (text, flattened, nested, object, unmapped, or a `**` path) is a
+//! [`Loss::unsupported`] naming the field and why.
+//!
+//! Semantics, operator by operator (facts from the Elasticsearch EQL docs and
+//! `x-pack/plugin/eql` QueryTranslator, checked with eql 1.0.1):
+//! - Case-insensitive equality: `f : "v"` becomes a case-insensitive `term`
+//!   query, but `:` expands `*` and `?`; so values holding `*`, `?` or `\`
+//!   use `f in~ ("v")`, which is always a verbatim `term` query.
+//!   `cased` uses `==` / `in`.
+//! - `startswith` / `endswith` / `contains` use `like~` (`like` when cased)
+//!   with `v*`, `*v`, `*v*`: `like` is a Lucene wildcard query where `\`
+//!   escapes `*`, `?` and `\`, so the value is matched literally. The EQL
+//!   functions `endsWith~` / `stringContains~` are not used: Elasticsearch
+//!   splices their argument into a wildcard query unescaped.
+//! - The language's `like` glob (`*`, `?`, `\` escapes) is Lucene wildcard
+//!   syntax already and passes through unchanged.
+//! - `matches`: Lucene regex (`regex~`, `regex` when cased) matches the whole
+//!   value, so the pattern is wrapped as `.*( ).*`; it is rebuilt from the
+//!   parsed portable regex with every punctuation literal escaped (Lucene
+//!   reserves `# @ & < > ~ "` besides the usual ones) and `.` as `[^\n]`
+//!   (Rust's `.` does not match a newline, Lucene's does).
+//! - Absent fields: the language's comparisons are false on an absent field,
+//!   so `not x == "a"` is true without `x`. Elasticsearch runs these queries
+//!   as Query DSL (`must_not` is true on a missing field), but EQL's own null
+//!   semantics (script fallbacks, and eql_eval.py) make `not null` null, i.e.
+//!   false. To be exact under both, `not X` is written `(f == null or ...
+//!   or not X')`, where `f ...` are the fields X cannot hold without (X is
+//!   false when one is absent), and X' makes its other comparisons two-valued
+//!   with a presence guard: `(g != null and g : "a")`. So `not x == "a"` is
+//!   `(x == null or not x : "a")`.
+//! - `x != v` requires presence in the language, while Elasticsearch's `!=`
+//!   is a `must_not` that also holds without `x`: rendered
+//!   `(x != null and not x : "v")`. On array fields the language's `!=` holds
+//!   when some element differs, Elasticsearch's when no element equals: such
+//!   a `!=` is reported unsupported.
+//! - A field the integration maps only at some paths (`requestObject.**.x`)
+//!   is unsupported: the data stream has `dynamic: false`, so a Job's or
+//!   CronJob's template is not searchable at all.
+//! - `exists` is `x != null` (an `exists` query); `not x exists` is `x == null`.
+//! - `cidr` is `cidrMatch(f, "net", ...)` on an `ip` field (or the ip copy the
+//!   ingest pipeline makes, e.g. `source.ip` for `sourceIPs`).
+//! - Numbers only on numeric fields; booleans on boolean fields (or as the
+//!   text `"true"`/`"false"` on keyword fields).
 
-use super::{Backend, BackendError, Rendered, Target};
-use crate::ir::Rule;
+use super::printer::{self, Dialect, Unprintable};
+use super::{Artifact, Backend, BackendError, Loss, LossKind, Rendered, Target};
+use crate::ir::{Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Status, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::OnceLock;
 
-pub const TEMPLATES: &[(&str, &str)] = &[];
+pub const TEMPLATES: &[(&str, &str)] = &[(
+    "elastic/rule.toml",
+    include_str!("../../templates/elastic/rule.toml.tera"),
+)];
 
 pub struct Elastic;
+
+// ------------------------------------------------------------------ field table
+
+/// One source's entry in `elastic_fields.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceTable {
+    pub dataset: String,
+    pub index: String,
+    pub integration: String,
+    pub prefix: String,
+    /// Canonical path (segments with dots are double-quoted) -> field, in file order.
+    #[serde(deserialize_with = "ordered")]
+    pub fields: Vec<(String, FieldEntry)>,
+    /// ECS fields the ingest pipeline derives, in file order.
+    #[serde(default, deserialize_with = "ordered")]
+    pub ecs_fields: Vec<(String, EcsEntry)>,
+}
+
+/// A YAML map as (key, value) pairs in file order.
+fn ordered<'de, D, T>(d: D) -> Result<Vec<(String, T)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let map = serde_yaml::Mapping::deserialize(d)?;
+    map.into_iter()
+        .map(|(k, v)| {
+            let k = k
+                .as_str()
+                .ok_or_else(|| serde::de::Error::custom("field table keys are strings"))?
+                .to_string();
+            serde_yaml::from_value(v)
+                .map(|v| (k, v))
+                .map_err(serde::de::Error::custom)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FieldEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub indexed: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EcsEntry {
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// Every source's Elastic field table, keyed by detc source name.
+pub fn field_tables() -> &'static BTreeMap<String, SourceTable> {
+    static TABLES: OnceLock<BTreeMap<String, SourceTable>> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        serde_yaml::from_str(include_str!("../sources/elastic_fields.yaml"))
+            .expect("built-in Elastic field table is valid YAML")
+    })
+}
+
+pub fn field_table(source: &str) -> Option<&'static SourceTable> {
+    field_tables().get(source)
+}
+
+/// Values the ingest pipeline scales: (source, canonical path, factor).
+/// Azure `durationMs` is stored as `event.duration` in nanoseconds.
+const SCALES: &[(&str, &str, i64)] = &[("azure.activity", "durationMs", 1_000_000)];
+
+/// Tags and display names per source (Elastic's tag taxonomy).
+const SOURCE_INFO: &[(&str, &str, &[&str])] = &[
+    (
+        "kubernetes.audit",
+        "Kubernetes audit logs",
+        &[
+            "Data Source: Kubernetes",
+            "Domain: Container",
+            "Domain: Kubernetes",
+        ],
+    ),
+    (
+        "azure.activity",
+        "Azure activity logs",
+        &["Data Source: Azure", "Domain: Cloud"],
+    ),
+];
+
+/// `a."b.c".d` -> `["a", "b.c", "d"]`.
+fn key_segments(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in key.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn field_of(key: &str) -> Field {
+    Field(key_segments(key).into_iter().map(Seg::Key).collect())
+}
+
+/// Elasticsearch mapping types EQL can search, by how values compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Keyword,
+    Integer,
+    Float,
+    Boolean,
+    Ip,
+    Date,
+}
+
+fn kind(ty: &str) -> Option<Kind> {
+    Some(match ty {
+        "keyword" | "constant_keyword" | "wildcard" => Kind::Keyword,
+        "integer" | "long" | "short" | "byte" | "unsigned_long" => Kind::Integer,
+        "float" | "double" | "half_float" | "scaled_float" => Kind::Float,
+        "boolean" => Kind::Boolean,
+        "ip" => Kind::Ip,
+        "date" | "date_nanos" => Kind::Date,
+        _ => return None,
+    })
+}
+
+/// A field as the query names it.
+#[derive(Debug, Clone)]
+struct EsField {
+    /// The Elasticsearch field name.
+    name: String,
+    kind: Kind,
+    /// Whether the canonical field (or a parent) is an array.
+    array: bool,
+    scale: Option<i64>,
+}
+
+struct Ctx {
+    source: String,
+    table: &'static SourceTable,
+}
+
+impl Ctx {
+    fn entry(&self, segs: &[String]) -> Option<(&'static String, &'static FieldEntry)> {
+        self.table
+            .fields
+            .iter()
+            .find(|(k, _)| key_segments(k) == segs)
+            .map(|(k, e)| (k, e))
+    }
+
+    /// The flattened field `segs` lies strictly below, if any.
+    fn flattened_parent(&self, segs: &[String]) -> Option<&'static FieldEntry> {
+        (1..segs.len()).find_map(|n| {
+            self.entry(&segs[..n])
+                .map(|(_, e)| e)
+                .filter(|e| e.ty == "flattened")
+        })
+    }
+
+    fn array(&self, field: &Field) -> bool {
+        crate::sources::catalog(&self.source)
+            .and_then(|c| c.resolve(field).ok())
+            .is_some_and(|r| r.arrays.iter().any(|a| *a))
+    }
+
+    fn scale(&self, field: &Field) -> Option<i64> {
+        let dotted = field.dotted();
+        SCALES
+            .iter()
+            .find(|(s, p, _)| *s == self.source && *p == dotted)
+            .map(|(_, _, f)| *f)
+    }
+
+    /// Why `entry` cannot be searched with EQL, if it cannot.
+    fn unsearchable(&self, field: &Field, e: &FieldEntry, segs: &[String]) -> Option<String> {
+        let what = format!("`{field}` (Elasticsearch field `{}`, {})", e.name, e.ty);
+        if let Some(p) = self.flattened_parent(segs) {
+            return Some(format!(
+                "`{field}` is a key of the flattened field `{}`: Elasticsearch EQL rejects flattened fields and their keys (\"unsupported type [flattened]\", elastic/elasticsearch#101985)",
+                p.name
+            ));
+        }
+        let why = match e.ty.as_str() {
+            _ if !e.indexed && e.ty != "object" => {
+                "is not mapped by the integration (the data stream has `dynamic: false`), so no query can match it"
+            }
+            "text" => "is a text field, and Elasticsearch EQL does not search text fields",
+            "flattened" => "is a flattened field, which Elasticsearch EQL rejects (elastic/elasticsearch#101985)",
+            "nested" => "is a nested field, which Elasticsearch EQL cannot search",
+            "object" => "is an object: only its mapped leaves can be searched",
+            ty if kind(ty).is_none() => "has a mapping type EQL cannot search",
+            _ => return None,
+        };
+        Some(format!("{what} {why}"))
+    }
+
+    /// The searchable Elasticsearch field of a canonical field.
+    fn resolve(&self, field: &Field) -> Result<EsField, String> {
+        if field.has_any_depth() {
+            return Err(self.any_depth(field));
+        }
+        let segs: Vec<String> = field
+            .keys()
+            .map(|k| k.unwrap_or_default().to_string())
+            .collect();
+        let Some((_, e)) = self.entry(&segs) else {
+            if let Some(p) = self.flattened_parent(&segs) {
+                return Err(format!(
+                    "`{field}` is a key of the flattened field `{}`: Elasticsearch EQL rejects flattened fields and their keys (elastic/elasticsearch#101985)",
+                    p.name
+                ));
+            }
+            return Err(format!(
+                "`{field}` is not in the Elastic field table of {} (src/sources/elastic_fields.yaml): the {} integration does not map it, so no query can match it",
+                self.source, self.table.integration
+            ));
+        };
+        if let Some(why) = self.unsearchable(field, e, &segs) {
+            return Err(why);
+        }
+        Ok(EsField {
+            name: e.name.clone(),
+            kind: kind(&e.ty).unwrap_or(Kind::Keyword),
+            array: self.array(field),
+            scale: self.scale(field),
+        })
+    }
+
+    /// For `cidr`: the field itself when it is an `ip` field, else the ip
+    /// copy the ingest pipeline derives from it (`sourceIPs` -> `source.ip`).
+    fn resolve_ip(&self, field: &Field) -> Result<EsField, String> {
+        let direct = self.resolve(field);
+        if let Ok(f) = &direct {
+            if f.kind == Kind::Ip {
+                return direct;
+            }
+        }
+        let segs: Vec<String> = field
+            .keys()
+            .map(|k| k.unwrap_or_default().to_string())
+            .collect();
+        let copy = self.table.ecs_fields.iter().find(|(_, e)| {
+            e.ty == "ip"
+                && e.from
+                    .as_deref()
+                    .is_some_and(|from| key_segments(from) == segs)
+        });
+        match (copy, direct) {
+            (Some((name, _)), _) => Ok(EsField {
+                name: name.clone(),
+                kind: Kind::Ip,
+                array: self.array(field),
+                scale: None,
+            }),
+            (None, Err(why)) => Err(why),
+            (None, Ok(f)) => Err(format!(
+                "`cidr` needs an ip field, and `{field}` is `{}` with no ip copy in the mapping",
+                f.name
+            )),
+        }
+    }
+
+    /// Why a `**` path has no EQL form, naming what the mapping does hold.
+    fn any_depth(&self, field: &Field) -> String {
+        let pattern: Vec<Option<&str>> = field.keys().collect();
+        let mut known = Vec::new();
+        for (key, e) in &self.table.fields {
+            let segs = key_segments(key);
+            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+            if glob_path(&pattern, &segs) {
+                let status = match self.unsearchable(field, e, &key_segments(key)) {
+                    None => format!("{}, searchable", e.ty),
+                    Some(_) if e.ty == "text" => "text: not searchable by EQL".to_string(),
+                    Some(_) if !e.indexed => "not mapped".to_string(),
+                    Some(_) if self.flattened_parent(&key_segments(key)).is_some() => {
+                        "flattened key: not searchable by EQL".to_string()
+                    }
+                    Some(_) => format!("{}: not searchable by EQL", e.ty),
+                };
+                known.push(format!("{key} ({status})"));
+            }
+        }
+        let listed = if known.is_empty() {
+            "no field of the mapping matches it".to_string()
+        } else {
+            format!("the mapping knows only {}", known.join(", "))
+        };
+        format!(
+            "`{field}` reaches a key at any depth; an EQL query names concrete fields, {listed}, and every other path below is not mapped (the data stream has `dynamic: false`), so Elastic cannot test what the language means"
+        )
+    }
+}
+
+/// Does a concrete path match a pattern with `**` (`None`, any depth, maybe none)?
+fn glob_path(pattern: &[Option<&str>], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((None, rest)) => (0..=path.len()).any(|i| glob_path(rest, &path[i..])),
+        Some((Some(k), rest)) => path
+            .split_first()
+            .is_some_and(|(p, tail)| p == k && glob_path(rest, tail)),
+    }
+}
+
+// ------------------------------------------------------------------ EQL text
+
+const EQL_KEYWORDS: &[&str] = &[
+    "and",
+    "any",
+    "by",
+    "child",
+    "descendant",
+    "false",
+    "in",
+    "join",
+    "like",
+    "maxspan",
+    "not",
+    "null",
+    "of",
+    "or",
+    "regex",
+    "runs",
+    "sample",
+    "sequence",
+    "true",
+    "until",
+    "where",
+    "with",
+];
+
+/// An Elasticsearch field name as an EQL field reference: segments that are
+/// not plain identifiers (or are keywords) go in backquotes.
+pub fn eql_field(name: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    for seg in name.split('.') {
+        let plain = seg
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !EQL_KEYWORDS.contains(&seg.to_ascii_lowercase().as_str());
+        if plain {
+            out.push(seg.to_string());
+        } else if seg.is_empty() || seg.contains('`') || seg.chars().any(char::is_control) {
+            return Err(format!(
+                "the Elasticsearch field name `{name}` cannot be written in EQL"
+            ));
+        } else {
+            out.push(format!("`{seg}`"));
+        }
+    }
+    Ok(out.join("."))
+}
+
+/// A literal string for a Lucene wildcard pattern: `*`, `?` and `\` escaped.
+pub fn wildcard_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A portable regex as a Lucene regex with the language's meaning: an
+/// unanchored search, so wrapped in `.*( ).*`.
+pub fn lucene_regex(pattern: &str) -> Result<String, String> {
+    use regex_syntax::ast::parse::ParserBuilder;
+    let ast = ParserBuilder::new()
+        .nest_limit(64)
+        .build()
+        .parse(pattern)
+        .map_err(|e| format!("regex does not parse: {e}"))?;
+    let mut out = String::from(".*(");
+    lucene_ast(&ast, &mut out)?;
+    out.push_str(").*");
+    Ok(out)
+}
+
+/// One literal character: every ASCII punctuation and space is escaped, which
+/// in Lucene always means the character itself (and covers the reserved
+/// `. ? + * | { } [ ] ( ) " \ # @ & < > ~`).
+fn lucene_char(c: char, out: &mut String) {
+    if c.is_ascii() && !c.is_ascii_alphanumeric() && !c.is_ascii_control() {
+        out.push('\\');
+    }
+    out.push(c);
+}
+
+fn lucene_ast(a: &regex_syntax::ast::Ast, out: &mut String) -> Result<(), String> {
+    use regex_syntax::ast::{Ast, GroupKind, RepetitionKind, RepetitionRange};
+    match a {
+        Ast::Empty(_) => out.push_str("()"),
+        Ast::Literal(l) => lucene_char(l.c, out),
+        // Rust's `.` stops at a newline; Lucene's `.` does not.
+        Ast::Dot(_) => out.push_str("[^\n]"),
+        Ast::Flags(_) | Ast::Assertion(_) | Ast::ClassUnicode(_) | Ast::ClassPerl(_) => {
+            return Err("the regex uses syntax outside the portable subset".into())
+        }
+        Ast::ClassBracketed(c) => {
+            out.push('[');
+            if c.negated {
+                out.push('^');
+            }
+            lucene_class(&c.kind, out)?;
+            out.push(']');
+        }
+        Ast::Repetition(r) => {
+            if !r.greedy {
+                return Err("lazy quantifiers are not portable".into());
+            }
+            lucene_ast(&r.ast, out)?;
+            match &r.op.kind {
+                RepetitionKind::ZeroOrOne => out.push('?'),
+                RepetitionKind::ZeroOrMore => out.push('*'),
+                RepetitionKind::OneOrMore => out.push('+'),
+                RepetitionKind::Range(RepetitionRange::Exactly(n)) => {
+                    out.push_str(&format!("{{{n}}}"))
+                }
+                RepetitionKind::Range(RepetitionRange::AtLeast(n)) => {
+                    out.push_str(&format!("{{{n},}}"))
+                }
+                RepetitionKind::Range(RepetitionRange::Bounded(m, n)) => {
+                    out.push_str(&format!("{{{m},{n}}}"))
+                }
+            }
+        }
+        Ast::Group(g) => match g.kind {
+            GroupKind::CaptureIndex(_) => {
+                out.push('(');
+                lucene_ast(&g.ast, out)?;
+                out.push(')');
+            }
+            _ => return Err("only plain groups are portable".into()),
+        },
+        Ast::Alternation(alt) => {
+            for (i, x) in alt.asts.iter().enumerate() {
+                if i > 0 {
+                    out.push('|');
+                }
+                lucene_ast(x, out)?;
+            }
+        }
+        Ast::Concat(c) => {
+            for x in &c.asts {
+                lucene_ast(x, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lucene_class(set: &regex_syntax::ast::ClassSet, out: &mut String) -> Result<(), String> {
+    use regex_syntax::ast::{ClassSet, ClassSetItem};
+    fn item(i: &ClassSetItem, out: &mut String) -> Result<(), String> {
+        match i {
+            ClassSetItem::Empty(_) => {}
+            ClassSetItem::Literal(l) => lucene_char(l.c, out),
+            ClassSetItem::Range(r) => {
+                lucene_char(r.start.c, out);
+                out.push('-');
+                lucene_char(r.end.c, out);
+            }
+            // A nested class adds its members; Lucene has no nesting.
+            ClassSetItem::Bracketed(b) if !b.negated => lucene_class(&b.kind, out)?,
+            ClassSetItem::Union(u) => u.items.iter().try_for_each(|x| item(x, out))?,
+            _ => return Err("this character class has no Lucene form".into()),
+        }
+        Ok(())
+    }
+    match set {
+        ClassSet::Item(i) => item(i, out),
+        ClassSet::BinaryOp(_) => Err("class set operations have no Lucene form".into()),
+    }
+}
+
+/// A number as EQL writes it, scaled when the pipeline scales the field.
+fn eql_number(n: &serde_json::Number, scale: Option<i64>, integer: bool) -> Result<String, String> {
+    let k = scale.unwrap_or(1);
+    if let Some(i) = n.as_i64() {
+        return i
+            .checked_mul(k)
+            .map(|x| x.to_string())
+            .ok_or_else(|| format!("{n} is out of range"));
+    }
+    if let Some(u) = n.as_u64() {
+        return u
+            .checked_mul(k as u64)
+            .map(|x| x.to_string())
+            .ok_or_else(|| format!("{n} is out of range"));
+    }
+    let f = n
+        .as_f64()
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| format!("{n} is not a finite number"))?
+        * k as f64;
+    if integer && f.fract() != 0.0 {
+        return Err(format!(
+            "{n} is not an integer, and the field holds integers"
+        ));
+    }
+    Ok(format!("{f}"))
+}
+
+/// A value as the comparison sees it on this field.
+#[derive(Debug, Clone)]
+enum Lit {
+    /// Compared as text; `fold` = case-insensitively.
+    Str { s: String, fold: bool },
+    /// A number or boolean literal as written in EQL.
+    Raw(String),
+}
+
+fn eql_list(items: &[String]) -> String {
+    format!("({})", items.join(", "))
+}
+
+fn join(parts: Vec<String>, op: &str) -> String {
+    if parts.len() == 1 {
+        parts.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", parts.join(op))
+    }
+}
+
+/// The EQL dialect. `guarded`: comparisons are made two-valued by
+/// conjoining their field's presence (used under `not`, see the module doc).
+/// `lifted`: pre-rendered `not` subtrees, referenced as [`LIFT`]`<n>`.
+struct Eql<'a> {
+    ctx: &'a Ctx,
+    guarded: bool,
+    /// Fields (as written in the query) known present where this dialect
+    /// prints: their comparisons need no guard.
+    present: Vec<String>,
+    lifted: Vec<String>,
+}
+
+/// Reference prefix for lifted `not` subtrees (never a valid `let` name).
+const LIFT: &str = "\u{0}not";
+
+impl Eql<'_> {
+    fn literal(&self, f: &EsField, field: &Field, v: &Value, cased: bool) -> Result<Lit, String> {
+        let bad = |why: &str| Err(format!("`{field}` ({}) {why}", f.name));
+        match (f.kind, v) {
+            (Kind::Keyword, Value::Str(s)) => Ok(Lit::Str { s: s.clone(), fold: !cased }),
+            // The language compares a boolean with a string leaf as the text
+            // "true"/"false" in any case; a keyword field stores JSON booleans as that text.
+            (Kind::Keyword, Value::Bool(b)) => Ok(Lit::Str { s: b.to_string(), fold: true }),
+            (Kind::Keyword, Value::Num(_)) => bad(
+                "is a keyword field: Elasticsearch compares the number as exact text, while the language compares numbers numerically (write the value as a string)",
+            ),
+            (Kind::Integer | Kind::Float, Value::Num(n)) => Ok(Lit::Raw(eql_number(n, f.scale, f.kind == Kind::Integer)?)),
+            (Kind::Integer, Value::Str(s)) => match s.parse::<i64>() {
+                Ok(i) if i.to_string() == *s => {
+                    Ok(Lit::Raw(eql_number(&serde_json::Number::from(i), f.scale, true)?))
+                }
+                _ => bad("is numeric: only a string that is a plain integer compares the same way there"),
+            },
+            (Kind::Boolean, Value::Bool(b)) => Ok(Lit::Raw(b.to_string())),
+            (Kind::Boolean, Value::Str(s)) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
+                Ok(Lit::Raw(s.to_ascii_lowercase()))
+            }
+            (Kind::Ip, Value::Str(s)) if s.parse::<IpAddr>().is_ok() => Ok(Lit::Str { s: s.clone(), fold: false }),
+            (Kind::Ip, _) => bad("is an ip field: only IP address values compare the same way"),
+            (Kind::Date, _) => bad("is a date field: Elasticsearch compares instants, the language compares text"),
+            (Kind::Boolean, _) => bad("is a boolean field: only true/false compare the same way"),
+            (Kind::Integer | Kind::Float, _) => bad("is numeric: this value does not compare the same way there"),
+            (Kind::Keyword, Value::Regex(_)) => bad("cannot be compared with a regex this way"),
+        }
+    }
+
+    /// `name == v` in the right case mode.
+    fn eq_one(name: &str, lit: &Lit) -> String {
+        match lit {
+            Lit::Str { s, fold: true } if s.contains(['*', '?', '\\']) => {
+                format!("{name} in~ ({})", super::text::eql_str(s))
+            }
+            Lit::Str { s, fold: true } => format!("{name} : {}", super::text::eql_str(s)),
+            Lit::Str { s, fold: false } => format!("{name} == {}", super::text::eql_str(s)),
+            Lit::Raw(r) => format!("{name} == {r}"),
+        }
+    }
+
+    /// Equality with any of `lits` as one list lookup, when EQL has one.
+    fn eq_list(name: &str, lits: &[Lit]) -> Option<String> {
+        let folds: Vec<bool> = lits
+            .iter()
+            .map(|l| match l {
+                Lit::Str { fold, .. } => Some(*fold),
+                Lit::Raw(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let fold = *folds.first()?;
+        if folds.iter().any(|f| *f != fold) {
+            return None;
+        }
+        let items: Vec<String> = lits
+            .iter()
+            .map(|l| match l {
+                Lit::Str { s, .. } => super::text::eql_str(s),
+                Lit::Raw(r) => r.clone(),
+            })
+            .collect();
+        Some(format!(
+            "{name} {} {}",
+            if fold { "in~" } else { "in" },
+            eql_list(&items)
+        ))
+    }
+
+    /// The comparison as an EQL atom, and whether it needs a presence guard
+    /// under `not` (everything but `exists` and `!=`, which carry their own).
+    fn render(&self, c: &Cmp) -> Result<(String, String, bool), String> {
+        let f = if c.op == Op::Cidr {
+            self.ctx.resolve_ip(&c.field)?
+        } else {
+            self.ctx.resolve(&c.field)?
+        };
+        let name = eql_field(&f.name)?;
+        let n = c.values.len();
+        let many = |parts: Vec<String>| join(parts, if c.all { " and " } else { " or " });
+        let text = match c.op {
+            Op::Exists => return Ok((format!("{name} != null"), name, false)),
+            Op::Eq => {
+                let lits = c
+                    .values
+                    .iter()
+                    .map(|v| self.literal(&f, &c.field, v, c.cased))
+                    .collect::<Result<Vec<_>, _>>()?;
+                match (n > 1 && !c.all)
+                    .then(|| Self::eq_list(&name, &lits))
+                    .flatten()
+                {
+                    Some(list) => list,
+                    None => many(lits.iter().map(|l| Self::eq_one(&name, l)).collect()),
+                }
+            }
+            Op::Ne => {
+                if f.array {
+                    return Err(format!(
+                        "`!=` on `{}`, an array field: the language holds when some element differs, Elasticsearch's `!=` only when no element equals",
+                        c.field
+                    ));
+                }
+                let lits = c
+                    .values
+                    .iter()
+                    .map(|v| self.literal(&f, &c.field, v, c.cased))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let inner = match (n > 1 && c.all)
+                    .then(|| Self::eq_list(&name, &lits))
+                    .flatten()
+                {
+                    Some(list) => format!("not {list}"),
+                    None => many(
+                        lits.iter()
+                            .map(|l| match l {
+                                Lit::Str { s, fold: false } => {
+                                    format!("{name} != {}", super::text::eql_str(s))
+                                }
+                                Lit::Raw(r) => format!("{name} != {r}"),
+                                folded => format!("not {}", Self::eq_one(&name, folded)),
+                            })
+                            .collect(),
+                    ),
+                };
+                return Ok((format!("({name} != null and {inner})"), name, false));
+            }
+            Op::StartsWith | Op::EndsWith | Op::Contains | Op::Like => {
+                if f.kind != Kind::Keyword {
+                    return Err(format!(
+                        "`{}` on `{}` ({}): wildcard matching needs a keyword field",
+                        c.op.keyword(),
+                        c.field,
+                        f.name
+                    ));
+                }
+                let pats: Vec<String> = c
+                    .values
+                    .iter()
+                    .map(|v| {
+                        let s = v.as_str().unwrap_or_default();
+                        let p = match c.op {
+                            Op::StartsWith => format!("{}*", wildcard_literal(s)),
+                            Op::EndsWith => format!("*{}", wildcard_literal(s)),
+                            Op::Contains => format!("*{}*", wildcard_literal(s)),
+                            _ => s.to_string(),
+                        };
+                        super::text::eql_str(&p)
+                    })
+                    .collect();
+                let op = if c.cased { "like" } else { "like~" };
+                if n > 1 && !c.all {
+                    format!("{name} {op} {}", eql_list(&pats))
+                } else {
+                    many(pats.iter().map(|p| format!("{name} {op} {p}")).collect())
+                }
+            }
+            Op::Matches => {
+                if f.kind != Kind::Keyword {
+                    return Err(format!(
+                        "`matches` on `{}` ({}): regex matching needs a keyword field",
+                        c.field, f.name
+                    ));
+                }
+                let pats = c
+                    .values
+                    .iter()
+                    .map(|v| {
+                        lucene_regex(v.as_str().unwrap_or_default())
+                            .map(|r| super::text::eql_str(&r))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Lucene's case-insensitive flag folds ASCII letters only.
+                let op = if c.cased { "regex" } else { "regex~" };
+                if n > 1 && !c.all {
+                    format!("{name} {op} {}", eql_list(&pats))
+                } else {
+                    many(pats.iter().map(|p| format!("{name} {op} {p}")).collect())
+                }
+            }
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                if !matches!(f.kind, Kind::Integer | Kind::Float) {
+                    return Err(format!(
+                        "`{}` on `{}` ({}): numeric comparisons need a numeric field (Elasticsearch would compare text)",
+                        c.op.keyword(),
+                        c.field,
+                        f.name
+                    ));
+                }
+                let parts = c
+                    .values
+                    .iter()
+                    .map(|v| match v {
+                        Value::Num(num) => eql_number(num, f.scale, false)
+                            .map(|x| format!("{name} {} {x}", c.op.keyword())),
+                        other => Err(format!(
+                            "`{}` needs a number, found {}",
+                            c.op.keyword(),
+                            other.text()
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                many(parts)
+            }
+            Op::Cidr => {
+                let nets: Vec<String> = c
+                    .values
+                    .iter()
+                    .map(|v| super::text::eql_str(v.as_str().unwrap_or_default()))
+                    .collect();
+                if c.all {
+                    many(
+                        nets.iter()
+                            .map(|x| format!("cidrMatch({name}, {x})"))
+                            .collect(),
+                    )
+                } else {
+                    format!("cidrMatch({name}, {})", nets.join(", "))
+                }
+            }
+        };
+        Ok((text, name, true))
+    }
+}
+
+impl Dialect for Eql<'_> {
+    fn reference(&self, name: &str) -> Option<String> {
+        let i: usize = name.strip_prefix(LIFT)?.parse().ok()?;
+        self.lifted.get(i).cloned()
+    }
+
+    fn cmp(&self, c: &Cmp) -> Result<String, String> {
+        let (text, name, guard) = self.render(c)?;
+        Ok(if self.guarded && guard && !self.present.contains(&name) {
+            format!("({name} != null and {text})")
+        } else {
+            text
+        })
+    }
+}
+
+/// The query field a comparison tests, as written in the query.
+fn query_field(ctx: &Ctx, c: &Cmp) -> Option<String> {
+    let f = if c.op == Op::Cidr {
+        ctx.resolve_ip(&c.field)
+    } else {
+        ctx.resolve(&c.field)
+    };
+    eql_field(&f.ok()?.name).ok()
+}
+
+/// Fields without which `e` is false (every comparison is false on an
+/// absent field), in order of appearance.
+fn required(ctx: &Ctx, e: &Expr) -> Vec<String> {
+    match e {
+        Expr::Cmp(c) => query_field(ctx, c).into_iter().collect(),
+        Expr::And(xs) => {
+            let mut out: Vec<String> = Vec::new();
+            for x in xs {
+                for f in required(ctx, x) {
+                    if !out.contains(&f) {
+                        out.push(f);
+                    }
+                }
+            }
+            out
+        }
+        Expr::Or(xs) => {
+            let sets: Vec<Vec<String>> = xs.iter().map(|x| required(ctx, x)).collect();
+            match sets.split_first() {
+                Some((first, rest)) => first
+                    .iter()
+                    .filter(|f| rest.iter().all(|s| s.contains(f)))
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            }
+        }
+        Expr::Not(_) | Expr::Ref(_) => Vec::new(),
+    }
+}
+
+/// Replace every outermost `not` subtree by a reference to its rendering.
+fn lift_nots(e: &Expr, out: &mut Vec<Expr>) -> Expr {
+    match e {
+        Expr::Not(_) => {
+            out.push(e.clone());
+            Expr::Ref(format!("{LIFT}{}", out.len() - 1))
+        }
+        Expr::And(xs) => Expr::And(xs.iter().map(|x| lift_nots(x, out)).collect()),
+        Expr::Or(xs) => Expr::Or(xs.iter().map(|x| lift_nots(x, out)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Top-level conjuncts, for one per line.
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::And(xs) => xs.iter().flat_map(conjuncts).collect(),
+        Expr::Or(xs) if xs.len() == 1 => conjuncts(&xs[0]),
+        other => vec![other],
+    }
+}
+
+fn is_disjunction(e: &Expr) -> bool {
+    match e {
+        Expr::Or(xs) if xs.len() == 1 => is_disjunction(&xs[0]),
+        Expr::Or(_) => true,
+        _ => false,
+    }
+}
+
+/// The EQL query for `expr` of `det`: `any where <dataset> and <expr>`.
+fn query(ctx: &Ctx, det: &Detection, expr: &Expr) -> Result<String, Unprintable> {
+    let inlined = det.inlined(expr);
+    let mut nots = Vec::new();
+    let outer = lift_nots(&inlined, &mut nots);
+    let mut lifted = Vec::with_capacity(nots.len());
+    for n in &nots {
+        // `not x exists` reads better as `x == null` (the same `must_not exists`).
+        if let Expr::Not(inner) = n {
+            if let Expr::Cmp(c) = inner.as_ref() {
+                if c.op == Op::Exists {
+                    let f = ctx.resolve(&c.field).map_err(|reason| Unprintable {
+                        construct: c.to_string(),
+                        reason,
+                    })?;
+                    let name = eql_field(&f.name).map_err(|reason| Unprintable {
+                        construct: c.to_string(),
+                        reason,
+                    })?;
+                    lifted.push(format!("{name} == null"));
+                    continue;
+                }
+            }
+        }
+        // `not X`: when a field X requires is absent, X is false and `not X`
+        // true: test those fields for null up front; inside, comparisons on
+        // them are then two-valued, and the others get a presence guard.
+        let present = match n {
+            Expr::Not(inner) => required(ctx, inner),
+            _ => Vec::new(),
+        };
+        let nulls: Vec<String> = present.iter().map(|f| format!("{f} == null")).collect();
+        let guarded = Eql {
+            ctx,
+            guarded: true,
+            present,
+            lifted: Vec::new(),
+        };
+        let text = printer::print(&guarded, det, n)?;
+        lifted.push(if nulls.is_empty() {
+            text
+        } else {
+            format!("({} or {text})", nulls.join(" or "))
+        });
+    }
+    let plain = Eql {
+        ctx,
+        guarded: false,
+        present: Vec::new(),
+        lifted,
+    };
+    let mut lines = vec![format!(
+        "data_stream.dataset == {}",
+        super::text::eql_str(&ctx.table.dataset)
+    )];
+    for c in conjuncts(&outer) {
+        let s = printer::print(&plain, det, c)?;
+        lines.push(if is_disjunction(c) {
+            format!("({s})")
+        } else {
+            s
+        });
+    }
+    Ok(format!("any where {}", lines.join(" and\n  ")))
+}
+
+// ------------------------------------------------------------------ documents
+
+/// The Elasticsearch document the integration would index for a canonical
+/// (normalised) event of `source`, as far as the field table knows it:
+/// `data_stream.dataset`, every mapped field at its Elasticsearch name (with
+/// the mapping type's coercion), and the ip copies of the ingest pipeline.
+/// Useful to test queries against events (see tests/elastic.rs).
+pub fn elastic_document(source: &str, event: &Json) -> Option<Json> {
+    let table = field_table(source)?;
+    let ctx = Ctx {
+        source: source.to_string(),
+        table,
+    };
+    let mut doc = Map::new();
+    set_path(
+        &mut doc,
+        "data_stream.dataset",
+        Json::String(table.dataset.clone()),
+    );
+    for (key, e) in &table.fields {
+        let segs = key_segments(key);
+        if !e.indexed || ctx.flattened_parent(&segs).is_some() {
+            continue;
+        }
+        let k = match (kind(&e.ty), e.ty.as_str()) {
+            (Some(k), _) => k,
+            (None, "text") => Kind::Keyword,
+            _ => continue,
+        };
+        let field = field_of(key);
+        let scale = ctx.scale(&field);
+        let vals: Vec<Json> = crate::eval::lookup(event, &field)
+            .into_iter()
+            .filter_map(|v| coerce(k, v, scale))
+            .collect();
+        match vals.len() {
+            0 => {}
+            1 => set_path(
+                &mut doc,
+                &e.name,
+                vals.into_iter().next().unwrap_or(Json::Null),
+            ),
+            _ => set_path(&mut doc, &e.name, Json::Array(vals)),
+        }
+    }
+    // The pipeline's `convert` to ip fails as a whole when one element is not an IP.
+    for (name, e) in &table.ecs_fields {
+        let Some(from) = e.from.as_deref().filter(|_| e.ty == "ip") else {
+            continue;
+        };
+        let leaves = crate::eval::lookup(event, &field_of(from));
+        let ips: Option<Vec<Json>> = leaves
+            .into_iter()
+            .map(|v| coerce(Kind::Ip, v, None))
+            .collect();
+        match ips {
+            Some(v) if v.len() == 1 => {
+                set_path(&mut doc, name, v.into_iter().next().unwrap_or(Json::Null))
+            }
+            Some(v) if !v.is_empty() => set_path(&mut doc, name, Json::Array(v)),
+            _ => {}
+        }
+    }
+    Some(Json::Object(doc))
+}
+
+fn coerce(k: Kind, v: &Json, scale: Option<i64>) -> Option<Json> {
+    match (k, v) {
+        (Kind::Keyword | Kind::Date, Json::String(_)) => Some(v.clone()),
+        (Kind::Keyword, Json::Number(n)) => Some(Json::String(n.to_string())),
+        (Kind::Keyword, Json::Bool(b)) => Some(Json::String(b.to_string())),
+        (Kind::Integer | Kind::Float, _) => {
+            let f = match v {
+                Json::Number(n) => n.as_f64()?,
+                Json::String(s) => s.trim().parse::<f64>().ok()?,
+                _ => return None,
+            } * scale.unwrap_or(1) as f64;
+            if k == Kind::Integer {
+                Some(Json::from(f.trunc() as i64))
+            } else {
+                serde_json::Number::from_f64(f).map(Json::Number)
+            }
+        }
+        (Kind::Boolean, Json::Bool(_)) => Some(v.clone()),
+        (Kind::Boolean, Json::String(s)) if s == "true" || s == "false" => {
+            Some(Json::Bool(s == "true"))
+        }
+        (Kind::Ip, Json::String(s)) if s.parse::<IpAddr>().is_ok() => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn set_path(doc: &mut Map<String, Json>, name: &str, value: Json) {
+    let mut parts: Vec<&str> = name.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cur = doc;
+    for p in parts {
+        let slot = cur
+            .entry(p.to_string())
+            .or_insert_with(|| Json::Object(Map::new()));
+        match slot {
+            Json::Object(m) => cur = m,
+            _ => return,
+        }
+    }
+    cur.entry(last.to_string()).or_insert(value);
+}
+
+// ------------------------------------------------------------------ ATT&CK
+
+const ATTACK: &str = "https://attack.mitre.org";
+
+/// Enterprise tactics, in matrix order.
+const TACTICS: &[(&str, &str)] = &[
+    ("TA0043", "Reconnaissance"),
+    ("TA0042", "Resource Development"),
+    ("TA0001", "Initial Access"),
+    ("TA0002", "Execution"),
+    ("TA0003", "Persistence"),
+    ("TA0004", "Privilege Escalation"),
+    ("TA0005", "Defense Evasion"),
+    ("TA0006", "Credential Access"),
+    ("TA0007", "Discovery"),
+    ("TA0008", "Lateral Movement"),
+    ("TA0009", "Collection"),
+    ("TA0011", "Command and Control"),
+    ("TA0010", "Exfiltration"),
+    ("TA0040", "Impact"),
+];
+
+/// Techniques used by container and cloud rules: id, name, tactics
+/// (sub-techniques inherit their parent's tactics).
+const TECHNIQUES: &[(&str, &str, &[&str])] = &[
+    (
+        "T1053",
+        "Scheduled Task/Job",
+        &["TA0002", "TA0003", "TA0004"],
+    ),
+    ("T1053.003", "Cron", &[]),
+    ("T1053.007", "Container Orchestration Job", &[]),
+    (
+        "T1078",
+        "Valid Accounts",
+        &["TA0005", "TA0003", "TA0004", "TA0001"],
+    ),
+    ("T1078.001", "Default Accounts", &[]),
+    ("T1078.004", "Cloud Accounts", &[]),
+    ("T1098", "Account Manipulation", &["TA0003", "TA0004"]),
+    ("T1098.006", "Additional Container Cluster Roles", &[]),
+    ("T1525", "Implant Internal Image", &["TA0003"]),
+    ("T1552", "Unsecured Credentials", &["TA0006"]),
+    ("T1552.007", "Container API", &[]),
+    ("T1609", "Container Administration Command", &["TA0002"]),
+    ("T1610", "Deploy Container", &["TA0005", "TA0002"]),
+    ("T1611", "Escape to Host", &["TA0004"]),
+    ("T1613", "Container and Resource Discovery", &["TA0007"]),
+];
+
+#[derive(Debug, Clone, Serialize)]
+struct AttackRef {
+    id: String,
+    name: String,
+    reference: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Technique {
+    id: String,
+    name: String,
+    reference: String,
+    subtechniques: Vec<AttackRef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Threat {
+    tactic: AttackRef,
+    techniques: Vec<Technique>,
+}
+
+fn tactic_ref(id: &str) -> Option<AttackRef> {
+    TACTICS
+        .iter()
+        .find(|(t, _)| *t == id)
+        .map(|(t, n)| AttackRef {
+            id: t.to_string(),
+            name: n.to_string(),
+            reference: format!("{ATTACK}/tactics/{t}/"),
+        })
+}
+
+fn technique_entry(id: &str) -> Option<(&'static str, &'static [&'static str])> {
+    TECHNIQUES
+        .iter()
+        .find(|(t, _, _)| *t == id)
+        .map(|(_, n, tac)| (*n, *tac))
+}
+
+/// `[[rule.threat]]` entries, one per tactic, with the techniques of that tactic.
+fn threats(rule: &Rule, stem: &str, losses: &mut Vec<Loss>) -> Vec<Threat> {
+    // technique id -> (parent id, sub-technique ids)
+    let mut techs: Vec<(String, Vec<String>, &'static [&'static str])> = Vec::new();
+    for t in &rule.meta.techniques {
+        let parent = t.split('.').next().unwrap_or(t).to_string();
+        let (Some((_, tactics)), true) = (technique_entry(&parent), technique_entry(t).is_some())
+        else {
+            losses.push(Loss::not_applicable(
+                stem,
+                format!("attack {t}"),
+                "not in detc's ATT&CK name table (src/backend/elastic.rs), so it is left out of [[rule.threat]]",
+            ));
+            continue;
+        };
+        let slot = match techs.iter_mut().position(|(p, _, _)| *p == parent) {
+            Some(i) => &mut techs[i],
+            None => {
+                techs.push((parent.clone(), Vec::new(), tactics));
+                techs.last_mut().expect("just pushed")
+            }
+        };
+        if t.contains('.') && !slot.1.contains(t) {
+            slot.1.push(t.clone());
+        }
+    }
+    let mut tactic_ids: Vec<String> = Vec::new();
+    for t in &rule.meta.tactics {
+        if tactic_ref(t).is_some() {
+            if !tactic_ids.contains(t) {
+                tactic_ids.push(t.clone());
+            }
+        } else {
+            losses.push(Loss::not_applicable(
+                stem,
+                format!("attack {t}"),
+                "not an ATT&CK enterprise tactic detc knows",
+            ));
+        }
+    }
+    // A technique none of the rule's tactics covers is filed under its own tactics.
+    for (_, _, tactics) in &techs {
+        if !tactics.iter().any(|t| tactic_ids.iter().any(|x| x == t)) {
+            for t in tactics.iter() {
+                if !tactic_ids.iter().any(|x| x == t) {
+                    tactic_ids.push(t.to_string());
+                }
+            }
+        }
+    }
+    tactic_ids
+        .iter()
+        .filter_map(|tid| {
+            let tactic = tactic_ref(tid)?;
+            let techniques = techs
+                .iter()
+                .filter(|(_, _, tactics)| tactics.contains(&tid.as_str()))
+                .map(|(parent, subs, _)| Technique {
+                    id: parent.clone(),
+                    name: technique_entry(parent)
+                        .map(|(n, _)| n)
+                        .unwrap_or_default()
+                        .to_string(),
+                    reference: format!("{ATTACK}/techniques/{parent}/"),
+                    subtechniques: subs
+                        .iter()
+                        .map(|s| AttackRef {
+                            id: s.clone(),
+                            name: technique_entry(s)
+                                .map(|(n, _)| n)
+                                .unwrap_or_default()
+                                .to_string(),
+                            reference: format!("{ATTACK}/techniques/{}/", s.replace('.', "/")),
+                        })
+                        .collect(),
+                })
+                .collect();
+            Some(Threat { tactic, techniques })
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ schedule
+
+/// `-70m@m` -> (seconds, snap); only relative times in s/m/h/d/w.
+fn relative_seconds(t: &str) -> Option<(u64, Option<String>)> {
+    let t = t.trim();
+    if t.is_empty() || t == "now" || t == "0" {
+        return Some((0, None));
+    }
+    let (span, snap) = match t.split_once('@') {
+        Some((a, b)) => (a, Some(b.to_string())),
+        None => (t, None),
+    };
+    let span = span.strip_prefix('-')?;
+    let digits: String = span.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let n: u64 = if digits.is_empty() {
+        1
+    } else {
+        digits.parse().ok()?
+    };
+    let unit = &span[digits.len()..];
+    let secs = match unit {
+        "s" | "sec" | "secs" | "second" | "seconds" => n,
+        "m" | "min" | "mins" | "minute" | "minutes" => n * 60,
+        "h" | "hr" | "hrs" | "hour" | "hours" => n * 3600,
+        "d" | "day" | "days" => n * 86400,
+        "w" | "week" | "weeks" => n * 7 * 86400,
+        _ => return None,
+    };
+    Some((secs, snap.filter(|s| !s.is_empty())))
+}
+
+/// A duration in seconds as Elastic writes it (`1h`, `70m`, `30s`).
+fn span(secs: u64) -> String {
+    match secs {
+        0 => "0s".into(),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn minutes(m: u64) -> String {
+    span(m * 60)
+}
+
+/// The interval of a simple cron, and whether its phase (a fixed minute or
+/// hour) is lost, since Elastic runs a rule every interval from when it is enabled.
+fn cron_interval(cron: &str) -> Option<(u64, bool)> {
+    let f: Vec<&str> = cron.split_whitespace().collect();
+    let [min, hour, dom, mon, dow] = f.as_slice() else {
+        return None;
+    };
+    if (*dom, *mon, *dow) != ("*", "*", "*") {
+        return None;
+    }
+    let step = |s: &str| -> Option<u64> {
+        match s {
+            "*" => Some(1),
+            _ => s
+                .strip_prefix("*/")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0),
+        }
+    };
+    let fixed = |s: &str, max: u64| s.parse::<u64>().ok().filter(|n| *n < max);
+    match (step(min), step(hour)) {
+        (Some(m), Some(1)) if *hour == "*" => Some((m, false)),
+        (None, Some(h)) if fixed(min, 60).is_some() => Some((h * 60, true)),
+        (None, None) if fixed(min, 60).is_some() && fixed(hour, 24).is_some() => {
+            Some((24 * 60, true))
+        }
+        _ => None,
+    }
+}
+
+struct Window {
+    from: String,
+    interval: String,
+    to: Option<String>,
+}
+
+fn window(det: &Detection, losses: &mut Vec<Loss>) -> Window {
+    let Some(s) = &det.output.schedule else {
+        // Elastic's defaults: every 5 minutes over the last 6.
+        return Window {
+            from: "now-6m".into(),
+            interval: "5m".into(),
+            to: None,
+        };
+    };
+    let stem = &det.stem;
+    let earliest = relative_seconds(&s.earliest);
+    let latest = relative_seconds(&s.latest);
+    let interval = match cron_interval(&s.cron) {
+        Some((m, phase)) => {
+            if phase {
+                losses.push(Loss::not_applicable(
+                    stem,
+                    "output.schedule.cron",
+                    format!(
+                        "`{}` runs at a fixed time; an Elastic rule runs every {} from when it is enabled",
+                        s.cron,
+                        minutes(m)
+                    ),
+                ));
+            }
+            m
+        }
+        None => {
+            let m = match (&earliest, &latest) {
+                (Some((e, _)), Some((l, _))) if e > l => (e - l).div_ceil(60),
+                _ => 5,
+            };
+            losses.push(Loss::not_applicable(
+                stem,
+                "output.schedule.cron",
+                format!(
+                    "`{}` is not a simple interval; the rule runs every {}",
+                    s.cron,
+                    minutes(m)
+                ),
+            ));
+            m
+        }
+    };
+    let mut snaps = Vec::new();
+    let from = match &earliest {
+        Some((e, snap)) if *e > 0 => {
+            snaps.extend(snap.clone());
+            format!("now-{}", span(*e))
+        }
+        _ => {
+            losses.push(Loss::not_applicable(
+                stem,
+                "output.schedule.earliest",
+                format!(
+                    "`{}` is not a relative time; the rule looks back {}",
+                    s.earliest,
+                    minutes(interval + 1)
+                ),
+            ));
+            format!("now-{}", minutes(interval + 1))
+        }
+    };
+    let to = match &latest {
+        Some((0, _)) => None,
+        Some((l, snap)) => {
+            snaps.extend(snap.clone());
+            Some(format!("now-{}", span(*l)))
+        }
+        None => {
+            losses.push(Loss::not_applicable(
+                stem,
+                "output.schedule.latest",
+                format!(
+                    "`{}` is not a relative time; the rule searches up to now",
+                    s.latest
+                ),
+            ));
+            None
+        }
+    };
+    snaps.dedup();
+    if !snaps.is_empty() {
+        losses.push(Loss::not_applicable(
+            stem,
+            "output.schedule",
+            format!(
+                "snapping to `@{}` has no place in an Elastic rule window (from/to are relative to the run time)",
+                snaps.join("`, `@")
+            ),
+        ));
+    }
+    Window {
+        from,
+        interval: minutes(interval),
+        to,
+    }
+}
+
+// ------------------------------------------------------------------ rendering
+
+#[derive(Serialize)]
+struct TomlCtx {
+    rule_name: String,
+    stem: String,
+    notes: Vec<String>,
+    creation_date: String,
+    updated_date: String,
+    deprecation_date: Option<String>,
+    integration: Vec<String>,
+    maturity: &'static str,
+    authors: Vec<String>,
+    description: String,
+    fp_list: Vec<String>,
+    lookback: String,
+    index: Vec<String>,
+    interval: String,
+    name: String,
+    runbook: Option<String>,
+    references: Vec<String>,
+    risk_score: u32,
+    rule_id: String,
+    severity: &'static str,
+    tags: Vec<String>,
+    until: Option<String>,
+    query: String,
+    threats: Vec<Threat>,
+}
+
+fn severity_band(s: Severity) -> (&'static str, u32) {
+    match s {
+        Severity::Informational | Severity::Low => ("low", 21),
+        Severity::Medium => ("medium", 47),
+        Severity::High => ("high", 73),
+        Severity::Critical => ("critical", 99),
+    }
+}
+
+fn slash_date(d: &str) -> String {
+    d.replace('-', "/")
+}
+
+/// What an output block setting becomes: every one is a note, since an EQL
+/// rule alerts once per matching event with fixed metadata.
+fn output_losses(det: &Detection, severity: Severity, losses: &mut Vec<Loss>) {
+    let o = &det.output;
+    let stem = &det.stem;
+    let per_event = "an EQL rule raises one alert per matching event, with no aggregation";
+    if !o.group_by.is_empty() {
+        losses.push(Loss::not_applicable(stem, "output.group_by", per_event));
+    }
+    if !o.values.is_empty() {
+        losses.push(Loss::not_applicable(stem, "output.values", per_event));
+    }
+    if !o.rename.is_empty() {
+        losses.push(Loss::not_applicable(
+            stem,
+            "output.rename",
+            "alerts carry the source document's field names",
+        ));
+    }
+    if o.time_range && !(o.group_by.is_empty() && o.values.is_empty()) {
+        losses.push(Loss::not_applicable(stem, "output.time_range", per_event));
+    }
+    if !o.summary.is_empty() {
+        losses.push(Loss::not_applicable(
+            stem,
+            "output.summary",
+            "detection-rules TOML has no summary field list",
+        ));
+    }
+    if o.title.is_some() {
+        losses.push(Loss::not_applicable(
+            stem,
+            "output.title",
+            "detection-rules TOML has no alert title template (`rule_name_override` takes one field)",
+        ));
+    }
+    if let Some(m) = o.dedup_minutes {
+        losses.push(Loss::not_applicable(
+            stem,
+            "output.dedup",
+            format!("no dedup period in an EQL rule ({m}m): every matching event alerts"),
+        ));
+    }
+    if let Some(r) = &o.risk {
+        let (sev, score) = severity_band(severity);
+        losses.push(Loss::not_applicable(
+            stem,
+            "output.risk",
+            format!(
+                "risk_score follows the {sev} severity band ({score}); risk score {}, impact, confidence, message and risk objects have no place in the rule",
+                r.score
+            ),
+        ));
+    }
+}
+
+fn maturity(s: Status) -> &'static str {
+    match s {
+        Status::Stable => "production",
+        Status::Deprecated => "deprecated",
+        Status::Experimental | Status::Test => "development",
+    }
+}
+
+const TAG_PREFIXES: &[&str] = &[
+    "Data Source",
+    "Domain",
+    "OS",
+    "Resources",
+    "Rule Type",
+    "Tactic",
+    "Threat",
+    "Use Case",
+    "Mitre Atlas",
+    "Language",
+];
+
+struct Doc<'a> {
+    rule: &'a Rule,
+    det: &'a Detection,
+    ctx: &'a Ctx,
+    window: &'a Window,
+    threats: &'a [Threat],
+    tags: &'a [String],
+    notes: &'a [String],
+}
+
+impl Doc<'_> {
+    fn toml(
+        &self,
+        name: String,
+        description: String,
+        rule_id: String,
+        severity: Severity,
+        query: &str,
+    ) -> Result<String, BackendError> {
+        let m = &self.rule.meta;
+        let (sev, risk) = severity_band(severity);
+        let updated = slash_date(m.modified.as_deref().unwrap_or(&m.date));
+        let ctx = TomlCtx {
+            rule_name: self.rule.name.clone(),
+            stem: self.det.stem.clone(),
+            notes: self.notes.to_vec(),
+            creation_date: slash_date(&m.date),
+            deprecation_date: (m.status == Status::Deprecated).then(|| updated.clone()),
+            updated_date: updated,
+            integration: vec![self.ctx.table.integration.clone()],
+            maturity: maturity(m.status),
+            authors: vec![m.author.clone()],
+            description,
+            fp_list: m.false_positives.clone(),
+            lookback: self.window.from.clone(),
+            index: vec![self.ctx.table.index.clone()],
+            interval: self.window.interval.clone(),
+            name,
+            runbook: m.runbook.clone(),
+            references: m.references.clone(),
+            risk_score: risk,
+            rule_id,
+            severity: sev,
+            tags: self.tags.to_vec(),
+            until: self.window.to.clone(),
+            query: format!("{query}\n"),
+            threats: self.threats.to_vec(),
+        };
+        let ctx = tera::Context::from_serialize(&ctx)?;
+        super::render_template("elastic/rule.toml", &ctx)
+    }
+}
+
+fn eql_file(notes: &[String], query: &str) -> String {
+    let mut s = String::new();
+    for n in notes {
+        s.push_str(&format!("// detc note: {}\n", super::text::comment_text(n)));
+    }
+    s.push_str(query);
+    s.push('\n');
+    s
+}
+
+fn render_detection(
+    rule: &Rule,
+    index: usize,
+    det: &Detection,
+    out: &mut Rendered,
+) -> Result<(), BackendError> {
+    let stem = det.stem.as_str();
+    let Some(table) = field_table(&det.source) else {
+        out.losses.push(Loss::unsupported(
+            stem,
+            format!("source {}", det.source),
+            "no Elastic integration field table for this source (src/sources/elastic_fields.yaml)",
+        ));
+        return Ok(());
+    };
+    let ctx = Ctx {
+        source: det.source.clone(),
+        table,
+    };
+    let main = match query(&ctx, det, &det.condition) {
+        Ok(q) => q,
+        Err(u) => {
+            out.losses.push(Loss::unsupported(
+                stem,
+                "match (the whole detection: no Elastic rule is written)",
+                format!("{}: {}", u.construct, u.reason),
+            ));
+            return Ok(());
+        }
+    };
+    let mut losses = Vec::new();
+    let mut companions = Vec::new();
+    for ind in &det.indicators {
+        let alone = query(&ctx, det, &ind.expr);
+        let both = Expr::And(vec![det.condition.clone(), ind.expr.clone()]);
+        match alone.and_then(|_| query(&ctx, det, &both)) {
+            Ok(q) => {
+                losses.push(Loss::not_applicable(
+                    stem,
+                    format!("indicator {}", ind.name),
+                    format!(
+                        "an EQL rule has one fixed severity: rendered as the companion rule {stem}__{}.toml (match and indicator, severity {})",
+                        ind.name,
+                        rule.meta.severity.max(ind.severity).as_str()
+                    ),
+                ));
+                companions.push((ind, q));
+            }
+            Err(u) => losses.push(Loss::unsupported(
+                stem,
+                format!("indicator {}", ind.name),
+                format!("{}: {}", u.construct, u.reason),
+            )),
+        }
+    }
+    if det.source == "kubernetes.audit" && det.platforms.iter().any(|p| p == "gke") {
+        losses.push(Loss::not_applicable(
+            stem,
+            "platform gke",
+            "the Elastic Kubernetes integration keeps GKE audit records as kubernetes.audit.protoPayload.* without deriving verb, objectRef or user, and keeps the gRPC status code (1..16 on failure) in responseStatus.code: this rule does not see GKE events as detc normalises them",
+        ));
+    }
+    output_losses(det, rule.meta.severity, &mut losses);
+    let window = window(det, &mut losses);
+    let threats = threats(rule, stem, &mut losses);
+    if rule.meta.severity == Severity::Informational {
+        losses.push(Loss::not_applicable(
+            stem,
+            "severity",
+            "Elastic has no informational severity: rendered as low",
+        ));
+    }
+    if !rule.meta.related.is_empty() {
+        losses.push(Loss::not_applicable(
+            stem,
+            "related",
+            "detection-rules TOML has no related-rules field",
+        ));
+    }
+    let mut tags: Vec<String> = SOURCE_INFO
+        .iter()
+        .find(|(s, _, _)| *s == det.source)
+        .map(|(_, _, t)| t.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default();
+    tags.push("Use Case: Threat Detection".into());
+    for th in &threats {
+        tags.push(format!("Tactic: {}", th.tactic.name));
+    }
+    if rule.meta.runbook.is_some() {
+        tags.push("Resources: Investigation Guide".into());
+    }
+    for t in &rule.meta.tags {
+        match t.split_once(": ") {
+            Some((p, v)) if TAG_PREFIXES.contains(&p) && !v.trim().is_empty() => {
+                tags.push(t.clone())
+            }
+            _ => losses.push(Loss::not_applicable(
+                stem,
+                format!("tag {t}"),
+                "Elastic tags are `<Prefix>: <value>` with a known prefix (Domain, Use Case, ...)",
+            )),
+        }
+    }
+    let mut seen = Vec::new();
+    tags.retain(|t| {
+        let new = !seen.contains(t);
+        seen.push(t.clone());
+        new
+    });
+
+    let notes: Vec<String> = losses
+        .iter()
+        .map(|l| {
+            let kind = if l.kind == LossKind::Unsupported {
+                "unsupported"
+            } else {
+                "not applicable"
+            };
+            format!("{kind}: {}: {}", l.construct, l.reason)
+        })
+        .collect();
+    let base =
+        uuid::Uuid::parse_str(&rule.meta.id).map_err(|e| BackendError(format!("rule id: {e}")))?;
+    let det_id = if index == 0 {
+        base
+    } else {
+        uuid::Uuid::new_v5(&base, format!("source:{}", det.source).as_bytes())
+    };
+    let name = if index == 0 {
+        rule.meta.title.clone()
+    } else {
+        let shown = SOURCE_INFO
+            .iter()
+            .find(|(s, _, _)| *s == det.source)
+            .map_or(det.source.as_str(), |(_, n, _)| n);
+        format!("{} ({shown})", rule.meta.title)
+    };
+    let doc = Doc {
+        rule,
+        det,
+        ctx: &ctx,
+        window: &window,
+        threats: &threats,
+        tags: &tags,
+        notes: &notes,
+    };
+    out.files.push(Artifact {
+        path: format!("{stem}.toml"),
+        contents: doc.toml(
+            name.clone(),
+            rule.meta.description.clone(),
+            det_id.to_string(),
+            rule.meta.severity,
+            &main,
+        )?,
+    });
+    out.files.push(Artifact {
+        path: format!("{stem}.eql"),
+        contents: eql_file(&notes, &main),
+    });
+    for (ind, q) in companions {
+        let sev = rule.meta.severity.max(ind.severity);
+        let id = uuid::Uuid::new_v5(&det_id, format!("indicator:{}", ind.name).as_bytes());
+        let description = format!(
+            "{}\n\nCompanion of the rule \"{name}\": it alerts with severity {} when the indicator `{}` also matches (an EQL rule has one fixed severity).",
+            rule.meta.description,
+            sev.as_str(),
+            ind.name
+        );
+        let cname = format!("{name} (indicator {})", ind.name);
+        out.files.push(Artifact {
+            path: format!("{stem}__{}.toml", ind.name),
+            contents: doc.toml(cname, description, id.to_string(), sev, &q)?,
+        });
+        out.files.push(Artifact {
+            path: format!("{stem}__{}.eql", ind.name),
+            contents: eql_file(&notes, &q),
+        });
+    }
+    out.losses.extend(losses);
+    Ok(())
+}
 
 impl Backend for Elastic {
     fn target(&self) -> Target {
@@ -13,9 +1826,10 @@ impl Backend for Elastic {
     }
 
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
-        Err(BackendError(format!(
-            "the elastic backend is not written yet (rule {})",
-            rule.name
-        )))
+        let mut out = Rendered::default();
+        for (i, det) in rule.detections.iter().enumerate() {
+            render_detection(rule, i, det, &mut out)?;
+        }
+        Ok(out)
     }
 }

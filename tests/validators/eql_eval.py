@@ -13,17 +13,22 @@ hooked to keep the operator, and this small evaluator applies Elasticsearch
 semantics:
   ==, !=, in, like, regex      case-sensitive
   :, in~, like~, regex~        case-insensitive
-  like / like~ / :             wildcards * and ? over the whole value
+  like / like~ / :             wildcards * and ? over the whole value, \\ escapes
+                               the next character (Lucene wildcard syntax); `:`
+                               without * or ? is a plain case-insensitive term
   regex / regex~               whole-value match (Python re.fullmatch, DOTALL;
                                Lucene-only operators are not emulated)
   fields                       dotted path through nested objects or dotted
                                keys; an array matches if any element does
                                (!= and "not in" hold only if no element equals)
+  cidrMatch(f, "net", ...)     an element of f is an IP address in one of the
+                               networks
   missing field                null: a comparison with null is null, "not null"
                                is null, and a null verdict prints "false"
 Only "any where ..." and "<category> where ..." (category compared with
 event.category) queries; no sequences, samples or pipes.
 """
+import ipaddress
 import json
 import os
 import re
@@ -100,8 +105,19 @@ def values(v):
 
 
 def wildcard_re(pattern, fold):
-    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(rx, re.DOTALL | (re.IGNORECASE if fold else 0))
+    # Lucene wildcard syntax (Elasticsearch passes `like` patterns to a
+    # wildcard query as they are): `*` any run, `?` one character, `\`
+    # escapes the next character; a trailing lone `\` is a literal backslash.
+    rx, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            rx.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        rx.append(".*" if c == "*" else "." if c == "?" else re.escape(c))
+        i += 1
+    return re.compile("".join(rx), re.DOTALL | (re.IGNORECASE if fold else 0))
 
 
 def same_kind(a, b):
@@ -160,13 +176,26 @@ OPS = ("$:", "$like", "$like~", "$regex", "$regex~", "$in~")
 def call(node, doc):
     name, args = node.name, node.arguments
     base = name.rstrip("~").lower()
-    if name not in OPS and base not in SIMPLE:
+    if name not in OPS and base not in SIMPLE and name != "cidrMatch":
         raise Unsupported(f"unsupported function {name}()")
     left = ev(args[0], doc)
     pats = [ev(a, doc) for a in args[1:]]
     if left is None:
         return None
+    if name == "cidrMatch":  # an ip field (any element) in any of the networks
+        nets = [ipaddress.ip_network(p, strict=False) for p in pats]
+        addrs = []
+        for x in values(left):
+            try:
+                addrs.append(ipaddress.ip_address(x))
+            except ValueError:
+                pass
+        return any(a.version == n.version and a in n for a in addrs for n in nets)
     strs = [x for x in values(left) if isinstance(x, str)]
+    if name == "$:" and not any("*" in p or "?" in p for p in pats if isinstance(p, str)):
+        # without wildcards `:` is a case-insensitive term query: `\` is literal
+        want = {p.lower() for p in pats if isinstance(p, str)}
+        return any(x.lower() in want for x in strs)
     if name in ("$:", "$like", "$like~"):
         fold = name != "$like"
         return any(wildcard_re(p, fold).fullmatch(x) for p in pats for x in strs)
@@ -206,7 +235,9 @@ def main(argv):
         print(f"eql_eval: query does not parse: {e}", file=sys.stderr)
         return 1
     try:
-        for n, line in enumerate(read(argv[1]).splitlines(), 1):
+        # NDJSON lines end at \n only (splitlines() would also split inside
+        # strings holding a raw U+2028, U+0085 ...).
+        for n, line in enumerate(read(argv[1]).split("\n"), 1):
             if line.strip():
                 print("true" if matches(query, json.loads(line)) else "false")
     except Unsupported as e:
