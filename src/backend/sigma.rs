@@ -1,9 +1,34 @@
-//! The Sigma backend.
+//! The Sigma backend: one Sigma rule (`dist/sigma/<stem>.yml`) per detection.
+//!
+//! - The detection section is built from the IR: each `let` the condition
+//!   uses becomes a named selection when its expression fits one (a map is an
+//!   AND, a list of maps an OR, a value list an OR on one field); otherwise
+//!   its representable parts become selections `<let>_<n>` and the let is
+//!   inlined into the condition. The condition is then printed by the shared
+//!   [`printer`] with a dialect whose references are selection names.
+//! - Values: plain Sigma values are case-insensitive and treat `*` `?` as
+//!   wildcards, so literal `*` `?` `\` are escaped with `\`; `cased` is
+//!   `|cased`, `like` globs become plain wildcard values (or
+//!   `startswith`/`endswith`/`contains` when that is what they say),
+//!   `matches` is `|re|i` (`|re` when cased), `x != v` is "present and not
+//!   equal" (`x|exists: true` and `not x: v`; numeric `!=` is `|gt` or `|lt`).
+//! - The YAML is written by a small emitter over a `serde_yaml::Value` built
+//!   in key order, and read back with serde_yaml to prove it says the same.
+//!   It does not use `serde_yaml::to_string`: that writes `yes`, `on`,
+//!   `1_000`, `12:30:00` or `=` unquoted, which YAML 1.1 readers such as
+//!   PyYAML (used by pySigma) read as booleans, numbers or tags.
+//! - Losses (indicators, output settings without a Sigma place, free tags,
+//!   the runbook) are returned and written as `# ` comments at the top of
+//!   each file, through the `sigma/rule` template.
 
-use super::{Backend, BackendError, Rendered, Target};
-use crate::ir::Rule;
+use super::printer::{self, Dialect, Unprintable};
+use super::{text, Artifact, Backend, BackendError, Loss, Rendered, Target};
+use crate::ir::{Cmp, Detection, Expr, Field, Let, Op, Rule, Seg, Value};
+use serde_yaml::{Mapping, Value as Yaml};
+use std::collections::{BTreeMap, BTreeSet};
 
-pub const TEMPLATES: &[(&str, &str)] = &[];
+pub const TEMPLATES: &[(&str, &str)] =
+    &[("sigma/rule", include_str!("../../templates/sigma/rule.tera"))];
 
 pub struct Sigma;
 
@@ -13,9 +38,1143 @@ impl Backend for Sigma {
     }
 
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
-        Err(BackendError(format!(
-            "the sigma backend is not written yet (rule {})",
-            rule.name
-        )))
+        let mut out = Rendered::default();
+        for (i, det) in rule.detections.iter().enumerate() {
+            let (doc, losses) = document(rule, i)?;
+            let body = emit_yaml(&doc);
+            let back: Yaml = serde_yaml::from_str(&body)?;
+            if back != doc {
+                return Err(BackendError(format!(
+                    "{}: internal error: the Sigma YAML does not read back as written",
+                    det.stem
+                )));
+            }
+            let mut ctx = tera::Context::new();
+            ctx.insert("rule", &comment_text(&rule.name));
+            ctx.insert("source", &comment_text(&det.source));
+            ctx.insert("platforms", &comment_text(&det.platforms.join(", ")));
+            ctx.insert("context", &context_lines(det));
+            let notes: Vec<Vec<String>> = losses.iter().map(note_lines).collect();
+            ctx.insert("notes", &notes);
+            ctx.insert("body", &body);
+            let contents = super::render_template("sigma/rule", &ctx)?;
+            out.files.push(Artifact { path: format!("{}.yml", det.stem), contents });
+            out.losses.extend(losses);
+        }
+        Ok(out)
     }
+}
+
+// ---------------------------------------------------------------------------
+// Metadata
+
+/// The 14 ATT&CK Enterprise tactics and their Sigma tags.
+pub const TACTICS: &[(&str, &str)] = &[
+    ("TA0043", "attack.reconnaissance"),
+    ("TA0042", "attack.resource-development"),
+    ("TA0001", "attack.initial-access"),
+    ("TA0002", "attack.execution"),
+    ("TA0003", "attack.persistence"),
+    ("TA0004", "attack.privilege-escalation"),
+    ("TA0005", "attack.defense-evasion"),
+    ("TA0006", "attack.credential-access"),
+    ("TA0007", "attack.discovery"),
+    ("TA0008", "attack.lateral-movement"),
+    ("TA0009", "attack.collection"),
+    ("TA0011", "attack.command-and-control"),
+    ("TA0010", "attack.exfiltration"),
+    ("TA0040", "attack.impact"),
+];
+
+/// The Sigma tag of an ATT&CK tactic id (`TA0003` -> `attack.persistence`).
+pub fn tactic_tag(id: &str) -> Option<&'static str> {
+    TACTICS.iter().find(|(t, _)| t.eq_ignore_ascii_case(id)).map(|(_, tag)| *tag)
+}
+
+/// The Sigma tag of an ATT&CK technique (`T1053.007` -> `attack.t1053.007`).
+pub fn technique_tag(id: &str) -> String {
+    format!("attack.{}", id.to_ascii_lowercase())
+}
+
+/// Sigma logsource (product, service) of a source, and a label for titles.
+pub fn logsource(source: &str) -> (String, String, String) {
+    match source {
+        "kubernetes.audit" => ("kubernetes".into(), "audit".into(), "Kubernetes audit logs".into()),
+        "azure.activity" => ("azure".into(), "activitylogs".into(), "Azure activity logs".into()),
+        other => {
+            let (p, s) = other.split_once('.').unwrap_or((other, ""));
+            (p.into(), s.into(), other.into())
+        }
+    }
+}
+
+/// The Sigma `id` of detection `index`: the rule id for the first, a UUID v5
+/// derived from the rule id and the source for the others (stable when the
+/// rule is renamed or its sources reordered).
+pub fn document_id(rule: &Rule, index: usize) -> String {
+    if index == 0 {
+        return rule.meta.id.clone();
+    }
+    let det = &rule.detections[index];
+    let nth = rule.detections[..index].iter().filter(|d| d.source == det.source).count();
+    let name = if nth == 0 { det.source.clone() } else { format!("{}#{nth}", det.source) };
+    let ns = uuid::Uuid::try_parse(&rule.meta.id)
+        .unwrap_or_else(|_| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, rule.meta.id.as_bytes()));
+    uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
+}
+
+/// Sigma tag namespaces that pySigma accepts.
+const TAG_NAMESPACES: &[&str] = &["attack", "car", "cve", "d3fend", "detection", "stp", "tlp"];
+
+fn valid_free_tag(tag: &str) -> bool {
+    let Some((ns, name)) = tag.split_once('.') else { return false };
+    let ok = |s: &str, dot: bool| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || (dot && c == '.'))
+    };
+    TAG_NAMESPACES.contains(&ns) && ok(ns, false) && ok(name, true)
+}
+
+fn s(v: &str) -> Yaml {
+    Yaml::String(v.to_string())
+}
+
+fn seq_of(items: impl IntoIterator<Item = Yaml>) -> Yaml {
+    Yaml::Sequence(items.into_iter().collect())
+}
+
+/// The Sigma document of detection `index` and what it could not express.
+pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendError> {
+    let det = &rule.detections[index];
+    let meta = &rule.meta;
+    let stem = det.stem.as_str();
+    let mut losses = Vec::new();
+    let (product, service, label) = logsource(&det.source);
+
+    let detection = detection_section(det).map_err(|u| {
+        BackendError(format!(
+            "{stem}: the condition cannot be written in Sigma: {}: {}",
+            u.construct, u.reason
+        ))
+    })?;
+
+    let mut doc = Mapping::new();
+    let title = if index == 0 { meta.title.clone() } else { format!("{} ({label})", meta.title) };
+    doc.insert(s("title"), s(&title));
+    doc.insert(s("id"), s(&document_id(rule, index)));
+
+    let mut related: Vec<(String, &str)> = Vec::new();
+    for j in (0..rule.detections.len()).filter(|j| *j != index) {
+        related.push((document_id(rule, j), "similar"));
+    }
+    for r in &meta.related {
+        related.push((r.id.clone(), r.kind.as_str()));
+    }
+    let mut seen = BTreeSet::new();
+    related.retain(|(id, _)| seen.insert(id.clone()));
+    if !related.is_empty() {
+        doc.insert(
+            s("related"),
+            seq_of(related.iter().map(|(id, kind)| {
+                let mut m = Mapping::new();
+                m.insert(s("id"), s(id));
+                m.insert(s("type"), s(kind));
+                Yaml::Mapping(m)
+            })),
+        );
+    }
+    doc.insert(s("status"), s(meta.status.as_str()));
+    let description = meta.description.trim();
+    if !description.is_empty() {
+        doc.insert(s("description"), s(description));
+    }
+    let mut refs = meta.references.clone();
+    let mut seen = BTreeSet::new();
+    refs.retain(|r| seen.insert(r.clone()));
+    if !refs.is_empty() {
+        doc.insert(s("references"), seq_of(refs.iter().map(|r| s(r))));
+    }
+    if !meta.author.trim().is_empty() {
+        doc.insert(s("author"), s(meta.author.trim()));
+    }
+    doc.insert(s("date"), s(&meta.date));
+    if let Some(m) = &meta.modified {
+        doc.insert(s("modified"), s(m));
+    }
+
+    let mut tags: Vec<String> = Vec::new();
+    for t in &meta.tactics {
+        match tactic_tag(t) {
+            Some(tag) => tags.push(tag.to_string()),
+            None => losses.push(Loss::not_applicable(
+                stem,
+                format!("attack {t}"),
+                "not an ATT&CK Enterprise tactic id with a known Sigma tag",
+            )),
+        }
+    }
+    tags.extend(meta.techniques.iter().map(|t| technique_tag(t)));
+    for t in &meta.tags {
+        if valid_free_tag(t) {
+            tags.push(t.clone());
+        } else {
+            losses.push(Loss::not_applicable(
+                stem,
+                format!("tag {t}"),
+                "Sigma tags are `namespace.name` in lower case with a namespace of attack, car, cve, d3fend, detection, stp or tlp",
+            ));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    tags.retain(|t| seen.insert(t.clone()));
+    if !tags.is_empty() {
+        doc.insert(s("tags"), seq_of(tags.iter().map(|t| s(t))));
+    }
+
+    let mut ls = Mapping::new();
+    ls.insert(s("product"), s(&product));
+    if !service.is_empty() {
+        ls.insert(s("service"), s(&service));
+    }
+    doc.insert(s("logsource"), Yaml::Mapping(ls));
+    doc.insert(s("detection"), Yaml::Mapping(detection));
+
+    let fields = output_fields(det, &mut losses);
+    if !fields.is_empty() {
+        doc.insert(s("fields"), seq_of(fields.iter().map(|f| s(f))));
+    }
+    if !meta.false_positives.is_empty() {
+        doc.insert(s("falsepositives"), seq_of(meta.false_positives.iter().map(|f| s(f))));
+    }
+    doc.insert(s("level"), s(meta.severity.as_str()));
+
+    if meta.runbook.as_deref().is_some_and(|r| !r.trim().is_empty()) {
+        losses.push(Loss::not_applicable(stem, "runbook", "Sigma rules have no runbook field"));
+    }
+    for ind in &det.indicators {
+        let detail = match Lowering::new(det).lower(&ind.expr, "indicator") {
+            Ok(_) => String::new(),
+            Err(u) => format!("; its condition is not expressible either ({}: {})", u.construct, u.reason),
+        };
+        losses.push(Loss::unsupported(
+            stem,
+            format!("indicator {}", ind.name),
+            format!(
+                "Sigma has no severity-raising indicators: the rule fires at level {} and cannot raise it to {} when the indicator matches{detail}",
+                meta.severity.as_str(),
+                ind.severity.as_str()
+            ),
+        ));
+    }
+    output_losses(det, &mut losses);
+    Ok((Yaml::Mapping(doc), losses))
+}
+
+/// `fields`: group-by, values and summary fields, in that order, once each.
+fn output_fields(det: &Detection, losses: &mut Vec<Loss>) -> Vec<String> {
+    let o = &det.output;
+    let all = o.group_by.iter().chain(o.values.iter().map(|a| &a.field)).chain(o.summary.iter());
+    let mut out: Vec<String> = Vec::new();
+    for f in all {
+        match field_name(f) {
+            Ok(name) => {
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            Err(reason) => {
+                let construct = format!("output field {f}");
+                if !losses.iter().any(|l| l.construct == construct) {
+                    losses.push(Loss::not_applicable(&det.stem, construct, reason));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn output_losses(det: &Detection, losses: &mut Vec<Loss>) {
+    let o = &det.output;
+    let stem = det.stem.as_str();
+    let mut na = |construct: &str, reason: String| losses.push(Loss::not_applicable(stem, construct, reason));
+    if !o.group_by.is_empty() {
+        let times = if o.time_range { " (nor add first/last seen times)" } else { "" };
+        na(
+            "output.group_by",
+            format!("Sigma rules do not aggregate{times}; the group-by fields are listed in `fields` for display only"),
+        );
+    }
+    let aliases: Vec<String> = o
+        .values
+        .iter()
+        .filter_map(|a| a.alias.as_ref().map(|al| format!("{} as {al}", a.field)))
+        .collect();
+    if !aliases.is_empty() {
+        na("output.values", format!("Sigma `fields` cannot rename fields: aliases {} are dropped", aliases.join(", ")));
+    }
+    if !o.rename.is_empty() {
+        let list: Vec<String> = o.rename.iter().map(|(f, to)| format!("{f} = {to}")).collect();
+        na("output.rename", format!("Sigma has no output renames ({})", list.join(", ")));
+    }
+    if o.title.is_some() {
+        na("output.title", "Sigma has no per-alert title template".into());
+    }
+    if let Some(m) = o.dedup_minutes {
+        na("output.dedup", format!("Sigma has no alert deduplication ({m}m)"));
+    }
+    if let Some(sch) = &o.schedule {
+        na(
+            "output.schedule",
+            format!(
+                "Sigma has no schedule (cron {}, earliest {}, latest {}): the SIEM that runs the rule decides",
+                sch.cron, sch.earliest, sch.latest
+            ),
+        );
+    }
+    if let Some(r) = &o.risk {
+        na(
+            "output.risk",
+            format!(
+                "Sigma has no risk scoring (score {}, impact {}, confidence {}); `level` carries the severity only",
+                r.score, r.impact, r.confidence
+            ),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Detection: selections and condition
+
+/// One detection item, `field|modifiers: value(s)`: a single value is written
+/// as a scalar, several as a list.
+type Item = (String, Vec<Yaml>);
+/// AND of items: one YAML map.
+type Map = Vec<Item>;
+/// OR of maps: a selection (one map, or a list of maps).
+type Form = Vec<Map>;
+
+/// Words a selection may not be called (condition keywords, reserved keys).
+const RESERVED: &[&str] = &["and", "or", "not", "of", "them", "all", "condition", "timeframe"];
+
+fn sanitize(name: &str) -> String {
+    let mut out: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "sel_");
+    }
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(&out)) {
+        out.push_str("_sel");
+    }
+    out
+}
+
+/// A Sigma field name: the dotted path.
+pub fn field_name(f: &Field) -> Result<String, String> {
+    let mut parts = Vec::with_capacity(f.0.len());
+    for seg in &f.0 {
+        match seg {
+            Seg::AnyDepth => {
+                return Err("`**` (a key at any depth) has no Sigma form: Sigma field names are fixed dotted paths".into())
+            }
+            Seg::Key(k) if k.is_empty() || k.contains('.') || k.contains('|') => {
+                return Err(format!(
+                    "the key {k:?} cannot be part of a Sigma field name (`.` separates levels and `|` starts modifiers)"
+                ))
+            }
+            Seg::Key(k) => parts.push(k.as_str()),
+        }
+    }
+    if parts.is_empty() {
+        return Err("empty field path".into());
+    }
+    Ok(parts.join("."))
+}
+
+/// A literal string as a Sigma value: `*`, `?` and `\` escaped with `\`.
+pub fn escape_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How a `like` glob is written in Sigma: the modifier that states it best
+/// (`None` for a plain wildcard value) and the Sigma value.
+pub fn glob_value(glob: &str) -> (Option<&'static str>, String) {
+    enum Tok {
+        Star,
+        One,
+        Lit(char),
+    }
+    let mut toks: Vec<Tok> = Vec::new();
+    let mut chars = glob.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => {
+                if !matches!(toks.last(), Some(Tok::Star)) {
+                    toks.push(Tok::Star)
+                }
+            }
+            '?' => toks.push(Tok::One),
+            '\\' => toks.push(Tok::Lit(chars.next().unwrap_or('\\'))),
+            c => toks.push(Tok::Lit(c)),
+        }
+    }
+    let lit = |ts: &[Tok]| -> Option<String> {
+        ts.iter()
+            .map(|t| match t {
+                Tok::Lit(c) => Some(*c),
+                _ => None,
+            })
+            .collect::<Option<String>>()
+    };
+    let n = toks.len();
+    let starts = matches!(toks.first(), Some(Tok::Star));
+    let ends = matches!(toks.last(), Some(Tok::Star));
+    if let Some(l) = lit(&toks) {
+        return (None, escape_value(&l));
+    }
+    if n >= 3 && starts && ends {
+        if let Some(l) = lit(&toks[1..n - 1]) {
+            return (Some("contains"), escape_value(&l));
+        }
+    }
+    if n >= 2 && ends && !starts {
+        if let Some(l) = lit(&toks[..n - 1]) {
+            return (Some("startswith"), escape_value(&l));
+        }
+    }
+    if n >= 2 && starts && !ends {
+        if let Some(l) = lit(&toks[1..]) {
+            return (Some("endswith"), escape_value(&l));
+        }
+    }
+    let mut out = String::new();
+    for t in &toks {
+        match t {
+            Tok::Star => out.push('*'),
+            Tok::One => out.push('?'),
+            Tok::Lit(c) => out.push_str(&escape_value(&c.to_string())),
+        }
+    }
+    (None, out)
+}
+
+fn num(n: &serde_json::Number) -> Yaml {
+    if let Some(i) = n.as_i64() {
+        Yaml::Number(i.into())
+    } else if let Some(u) = n.as_u64() {
+        Yaml::Number(u.into())
+    } else {
+        Yaml::Number(n.as_f64().unwrap_or(0.0).into())
+    }
+}
+
+fn key(name: &str, mods: &[&str]) -> String {
+    let mut k = name.to_string();
+    for m in mods {
+        k.push('|');
+        k.push_str(m);
+    }
+    k
+}
+
+fn single(c: &Cmp, v: &Value) -> Cmp {
+    Cmp { values: vec![v.clone()], all: false, ..c.clone() }
+}
+
+fn cmp_expr(c: Cmp) -> Expr {
+    Expr::Cmp(c)
+}
+
+/// Turns the IR into selections and a condition that refers to them.
+struct Lowering<'a> {
+    det: &'a Detection,
+    /// Array flags of the source's catalog, for `!=`.
+    catalog: Option<&'static crate::sources::Catalog>,
+    selections: Vec<(String, Form)>,
+    taken: BTreeSet<String>,
+    /// let name -> the expression that stands for it in the condition.
+    memo: BTreeMap<String, Expr>,
+    /// Lets that are not one selection, rewritten, under internal names.
+    inlined: Vec<Let>,
+}
+
+impl<'a> Lowering<'a> {
+    fn new(det: &'a Detection) -> Self {
+        let taken = det.lets.iter().map(|l| sanitize(&l.name)).collect();
+        Lowering {
+            det,
+            catalog: crate::sources::catalog(&det.source),
+            selections: Vec::new(),
+            taken,
+            memo: BTreeMap::new(),
+            inlined: Vec::new(),
+        }
+    }
+
+    fn fresh(&mut self, base: &str) -> String {
+        let base = sanitize(base);
+        let mut n = 1;
+        loop {
+            let name = format!("{base}_{n}");
+            if self.taken.insert(name.clone()) {
+                return name;
+            }
+            n += 1;
+        }
+    }
+
+    fn add(&mut self, name: String, form: Form) -> Expr {
+        self.taken.insert(name.clone());
+        self.selections.push((name.clone(), form));
+        Expr::Ref(name)
+    }
+
+    fn is_array(&self, f: &Field) -> bool {
+        self.catalog
+            .and_then(|c| c.resolve(f).ok())
+            .is_some_and(|r| r.arrays.iter().any(|a| *a))
+    }
+
+    /// An equivalent expression for comparisons that are not one detection
+    /// item: `all` lists (other than `contains`, which has `|contains|all`)
+    /// become an AND of single values; `x != "v"` ("present and not equal")
+    /// becomes `not (x absent or x == "v")`, i.e. `not` of `[{x: null}, {x: v}]`.
+    fn expand(&self, c: &Cmp) -> Result<Option<Expr>, Unprintable> {
+        if c.op == Op::Exists {
+            return Ok(None);
+        }
+        if c.values.len() > 1 && c.all && c.op != Op::Contains {
+            return Ok(Some(Expr::And(c.values.iter().map(|v| cmp_expr(single(c, v))).collect())));
+        }
+        if c.op == Op::Ne && c.values.iter().any(|v| matches!(v, Value::Str(_) | Value::Regex(_))) {
+            if c.values.len() > 1 {
+                return Ok(Some(Expr::Or(c.values.iter().map(|v| cmp_expr(single(c, v))).collect())));
+            }
+            if self.is_array(&c.field) {
+                return Err(Unprintable {
+                    construct: c.to_string(),
+                    reason: "`!=` on an array field holds when some element differs; Sigma can only say \"not equal to any element\"".into(),
+                });
+            }
+            let exists = Cmp { op: Op::Exists, values: vec![], cased: false, all: false, field: c.field.clone() };
+            let eq = Cmp { op: Op::Eq, ..c.clone() };
+            let absent = Expr::Not(Box::new(cmp_expr(exists)));
+            return Ok(Some(Expr::Not(Box::new(Expr::Or(vec![absent, cmp_expr(eq)])))));
+        }
+        Ok(None)
+    }
+
+    /// The selection form of one comparison (after [`Self::expand`]), or
+    /// `None` for `exists`, which is `not x: null`.
+    fn cmp_form(&self, c: &Cmp) -> Result<Option<Form>, Unprintable> {
+        let bad = |reason: String| Unprintable { construct: c.to_string(), reason };
+        let name = field_name(&c.field).map_err(bad)?;
+        let text = |v: &Value| match v {
+            Value::Str(x) | Value::Regex(x) => x.clone(),
+            other => other.text(),
+        };
+        let cased = |mods: &mut Vec<&str>| {
+            if c.cased {
+                mods.push("cased")
+            }
+        };
+        let one_map = |k: String, vals: Vec<Yaml>| vec![vec![(k, vals)]];
+        Ok(Some(match c.op {
+            // Sigma's `x: null` is "x is null or absent", the language's
+            // `not x exists`. (The `|exists` modifier would say the same, but
+            // pySigma's EQL backend cannot convert it.)
+            Op::Exists => return Ok(None),
+            Op::Eq => {
+                // Strings (case-insensitive unless `cased`) and the rest
+                // (numbers, booleans: no case) need different keys.
+                let strs: Vec<Yaml> = c
+                    .values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Str(x) | Value::Regex(x) => Some(Yaml::String(escape_value(x))),
+                        _ => None,
+                    })
+                    .collect();
+                let others: Vec<Yaml> = c
+                    .values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Num(n) => Some(num(n)),
+                        Value::Bool(b) => Some(Yaml::Bool(*b)),
+                        _ => None,
+                    })
+                    .collect();
+                let mut form = Vec::new();
+                if !strs.is_empty() {
+                    let mut mods = Vec::new();
+                    cased(&mut mods);
+                    form.push(vec![(key(&name, &mods), strs)]);
+                }
+                if !others.is_empty() {
+                    form.push(vec![(name.clone(), others)]);
+                }
+                form
+            }
+            Op::Ne => {
+                // Only numbers and booleans reach here (strings are expanded).
+                let mut gt = Vec::new();
+                let mut bools = Vec::new();
+                for v in &c.values {
+                    match v {
+                        Value::Num(n) => gt.push(num(n)),
+                        Value::Bool(b) => bools.push(Yaml::Bool(!b)),
+                        _ => return Err(bad("internal: string `!=` was not expanded".into())),
+                    }
+                }
+                let mut form = Vec::new();
+                if !gt.is_empty() {
+                    // A number that differs is greater or smaller.
+                    form.push(vec![(key(&name, &["gt"]), gt.clone())]);
+                    form.push(vec![(key(&name, &["lt"]), gt)]);
+                }
+                if !bools.is_empty() {
+                    form.push(vec![(name.clone(), bools)]);
+                }
+                form
+            }
+            Op::StartsWith | Op::EndsWith | Op::Contains => {
+                let m = match c.op {
+                    Op::StartsWith => "startswith",
+                    Op::EndsWith => "endswith",
+                    _ => "contains",
+                };
+                let mut mods = vec![m];
+                cased(&mut mods);
+                if c.all && c.values.len() > 1 {
+                    mods.push("all");
+                }
+                one_map(key(&name, &mods), c.values.iter().map(|v| Yaml::String(escape_value(&text(v)))).collect())
+            }
+            Op::Like => {
+                // Group the globs by the modifier that writes them.
+                let mut groups: Vec<(Option<&str>, Vec<Yaml>)> = Vec::new();
+                for v in &c.values {
+                    let (m, val) = glob_value(&text(v));
+                    match groups.iter_mut().find(|(gm, _)| *gm == m) {
+                        Some((_, vals)) => vals.push(Yaml::String(val)),
+                        None => groups.push((m, vec![Yaml::String(val)])),
+                    }
+                }
+                groups
+                    .into_iter()
+                    .map(|(m, vals)| {
+                        let mut mods: Vec<&str> = m.into_iter().collect();
+                        cased(&mut mods);
+                        vec![(key(&name, &mods), vals)]
+                    })
+                    .collect()
+            }
+            Op::Matches => {
+                let mods: &[&str] = if c.cased { &["re"] } else { &["re", "i"] };
+                one_map(key(&name, mods), c.values.iter().map(|v| Yaml::String(text(v))).collect())
+            }
+            Op::Cidr => one_map(key(&name, &["cidr"]), c.values.iter().map(|v| Yaml::String(text(v))).collect()),
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let m = match c.op {
+                    Op::Lt => "lt",
+                    Op::Le => "lte",
+                    Op::Gt => "gt",
+                    _ => "gte",
+                };
+                let mut vals = Vec::new();
+                for v in &c.values {
+                    match v {
+                        Value::Num(n) => vals.push(num(n)),
+                        _ => return Err(bad("numeric comparisons need numbers".into())),
+                    }
+                }
+                one_map(key(&name, &[m]), vals)
+            }
+        }))
+    }
+
+    /// The selection form of `e`, if it fits one selection.
+    fn form(&self, e: &Expr) -> Result<Option<Form>, Unprintable> {
+        match e {
+            Expr::Ref(_) => Ok(None),
+            Expr::Cmp(c) => match self.expand(c)? {
+                Some(x) => self.form(&x),
+                None => self.cmp_form(c),
+            },
+            Expr::Not(x) => match x.as_ref() {
+                Expr::Cmp(c) if c.op == Op::Exists => {
+                    let name = field_name(&c.field)
+                        .map_err(|reason| Unprintable { construct: c.to_string(), reason })?;
+                    Ok(Some(vec![vec![(name, vec![Yaml::Null])]]))
+                }
+                Expr::Not(y) => self.form(y),
+                _ => Ok(None),
+            },
+            Expr::And(xs) => {
+                let mut map: Map = Vec::new();
+                for x in xs {
+                    let Some(f) = self.form(x)? else { return Ok(None) };
+                    match merge_and(&map, &f) {
+                        Some(m) => map = m,
+                        None => return Ok(None),
+                    }
+                }
+                Ok(Some(vec![map]))
+            }
+            Expr::Or(xs) => {
+                let mut form: Form = Vec::new();
+                for x in xs {
+                    let Some(f) = self.form(x)? else { return Ok(None) };
+                    form.extend(f);
+                }
+                Ok(Some(merge_or(form)))
+            }
+        }
+    }
+
+    /// The condition expression of a `let`, lowering it on first use.
+    fn lower_let(&mut self, name: &str) -> Result<Expr, Unprintable> {
+        if let Some(e) = self.memo.get(name) {
+            return Ok(e.clone());
+        }
+        let det = self.det;
+        let Some(expr) = det.let_expr(name) else {
+            return Err(Unprintable { construct: name.into(), reason: "unknown name".into() });
+        };
+        let out = match self.form(expr)? {
+            Some(form) => self.add(sanitize(name), form),
+            None => {
+                let lowered = self.lower(expr, &sanitize(name))?;
+                // A name no selection can have: the printer inlines it.
+                let internal = format!("\u{0}{name}");
+                self.inlined.push(Let { name: internal.clone(), expr: lowered });
+                Expr::Ref(internal)
+            }
+        };
+        self.memo.insert(name.to_string(), out.clone());
+        Ok(out)
+    }
+
+    /// `e` with every comparison (and every representable sub-expression)
+    /// replaced by a reference to a new selection named `<base>_<n>`.
+    fn lower(&mut self, e: &Expr, base: &str) -> Result<Expr, Unprintable> {
+        if let Some(form) = self.form(e)? {
+            let name = self.fresh(base);
+            return Ok(self.add(name, form));
+        }
+        match e {
+            Expr::Ref(name) => self.lower_let(name),
+            Expr::Not(x) => Ok(Expr::Not(Box::new(self.lower(x, base)?))),
+            Expr::Cmp(c) => match self.expand(c)? {
+                Some(x) => self.lower(&x, base),
+                None => match self.cmp_form(c)? {
+                    Some(form) => {
+                        let name = self.fresh(base);
+                        Ok(self.add(name, form))
+                    }
+                    // `x exists`: `not x: null`.
+                    None => Ok(Expr::Not(Box::new(self.lower(&Expr::Not(Box::new(e.clone())), base)?))),
+                },
+            },
+            Expr::And(xs) | Expr::Or(xs) => {
+                let is_and = matches!(e, Expr::And(_));
+                // Children that fit selections are grouped into one where
+                // they can be (one map for AND, one list of maps for OR).
+                let mut parts: Vec<Result<Form, Expr>> = Vec::new();
+                for x in xs {
+                    match self.form(x)? {
+                        Some(f) => {
+                            let merged = match parts.iter_mut().find_map(|p| p.as_mut().ok()) {
+                                Some(group) if is_and => match (group.len(), f.len()) {
+                                    (1, 1) => merge_and(&group[0], &f).map(|m| *group = vec![m]),
+                                    _ => None,
+                                },
+                                Some(group) => {
+                                    group.extend(f.clone());
+                                    *group = merge_or(std::mem::take(group));
+                                    Some(())
+                                }
+                                None => None,
+                            };
+                            if merged.is_none() {
+                                parts.push(Ok(f));
+                            }
+                        }
+                        None => parts.push(Err(x.clone())),
+                    }
+                }
+                let mut out = Vec::with_capacity(parts.len());
+                for p in parts {
+                    out.push(match p {
+                        Ok(form) => {
+                            let name = self.fresh(base);
+                            self.add(name, form)
+                        }
+                        Err(x) => self.lower(&x, base)?,
+                    });
+                }
+                Ok(if is_and { Expr::And(out) } else { Expr::Or(out) })
+            }
+        }
+    }
+}
+
+/// Merge a map into an AND map: no key may repeat.
+fn merge_and(map: &Map, form: &Form) -> Option<Map> {
+    if form.len() != 1 {
+        return None;
+    }
+    let mut out = map.clone();
+    for (k, v) in &form[0] {
+        if out.iter().any(|(k2, _)| k2 == k) {
+            return None;
+        }
+        out.push((k.clone(), v.clone()));
+    }
+    Some(out)
+}
+
+/// Merge one-item maps on the same key into one value list (an OR), except
+/// for `|all` lists and `null` (kept alone: `x: null` reads best, and
+/// evaluators differ on null inside lists).
+fn merge_or(form: Form) -> Form {
+    let mut out: Form = Vec::new();
+    for map in form {
+        if out.contains(&map) {
+            continue;
+        }
+        if let [(k, vals)] = map.as_slice() {
+            let mergeable = !k.split('|').any(|m| m == "all") && !vals.contains(&Yaml::Null);
+            if mergeable {
+                let target = out.iter_mut().find(|m| m.len() == 1 && &m[0].0 == k && !m[0].1.contains(&Yaml::Null));
+                if let Some(target) = target {
+                    for v in vals {
+                        if !target[0].1.contains(v) {
+                            target[0].1.push(v.clone());
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        out.push(map);
+    }
+    out
+}
+
+/// Condition printing: references are selection names; every comparison has
+/// been turned into a selection before printing.
+struct SelectionNames<'a>(&'a BTreeSet<String>);
+
+impl Dialect for SelectionNames<'_> {
+    /// Sigma tools differ in how carefully they apply precedence: be explicit.
+    fn always_parenthesise(&self) -> bool {
+        true
+    }
+    fn reference(&self, name: &str) -> Option<String> {
+        self.0.contains(name).then(|| name.to_string())
+    }
+    fn cmp(&self, _c: &Cmp) -> Result<String, String> {
+        Err("internal: a comparison was not turned into a selection".into())
+    }
+}
+
+fn item_value(vals: &[Yaml]) -> Yaml {
+    match vals {
+        [one] => one.clone(),
+        many => Yaml::Sequence(many.to_vec()),
+    }
+}
+
+fn map_yaml(map: &Map) -> Yaml {
+    let mut m = Mapping::new();
+    for (k, v) in map {
+        m.insert(Yaml::String(k.clone()), item_value(v));
+    }
+    Yaml::Mapping(m)
+}
+
+/// The `detection` section of a detection: its selections and `condition`.
+pub fn detection_section(det: &Detection) -> Result<Mapping, Unprintable> {
+    let mut low = Lowering::new(det);
+    // Lets in their (dependency) order, the ones the condition uses only.
+    let mut used = BTreeSet::new();
+    collect_refs(det, &det.condition, &mut used);
+    for l in &det.lets {
+        if used.contains(&l.name) {
+            low.lower_let(&l.name)?;
+        }
+    }
+    let condition = low.lower(&det.condition, "selection")?;
+    let names: BTreeSet<String> = low.selections.iter().map(|(n, _)| n.clone()).collect();
+    let synthetic = Detection {
+        lets: std::mem::take(&mut low.inlined),
+        condition: condition.clone(),
+        indicators: Vec::new(),
+        ..det.clone()
+    };
+    let text = printer::print(&SelectionNames(&names), &synthetic, &condition)?;
+    let mut out = Mapping::new();
+    for (name, form) in &low.selections {
+        let v = match form.as_slice() {
+            [one] => map_yaml(one),
+            many => Yaml::Sequence(many.iter().map(map_yaml).collect()),
+        };
+        out.insert(Yaml::String(name.clone()), v);
+    }
+    out.insert(s("condition"), Yaml::String(text));
+    Ok(out)
+}
+
+fn collect_refs(det: &Detection, e: &Expr, out: &mut BTreeSet<String>) {
+    match e {
+        Expr::Ref(n) => {
+            if out.insert(n.clone()) {
+                if let Some(x) = det.let_expr(n) {
+                    collect_refs(det, x, out);
+                }
+            }
+        }
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| collect_refs(det, x, out)),
+        Expr::Not(x) => collect_refs(det, x, out),
+        Expr::Cmp(_) => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Comments
+
+/// Text safe inside a `# ` comment: line breaks (including YAML 1.1's NEL,
+/// LS and PS) become spaces, other non-printable characters `\u{..}`.
+pub fn comment_text(v: &str) -> String {
+    v.split(is_break).collect::<Vec<_>>().join(" ").chars().map(comment_char).collect()
+}
+
+fn comment_char(c: char) -> String {
+    if yaml_printable(c) && c != '\u{feff}' {
+        c.to_string()
+    } else {
+        c.escape_unicode().to_string()
+    }
+}
+
+fn is_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Characters YAML (and PyYAML) accept in a stream, tab and breaks excluded.
+fn yaml_printable(c: char) -> bool {
+    matches!(c as u32, 0x20..=0x7e | 0xa0..=0xd7ff | 0xe000..=0xfffd | 0x10000..=0x10ffff)
+}
+
+/// One loss as comment lines: `kind: construct: reason`, the reason's own
+/// lines kept as continuation lines.
+fn note_lines(l: &Loss) -> Vec<String> {
+    let kind = match l.kind {
+        super::LossKind::Unsupported => "unsupported",
+        super::LossKind::NotApplicable => "not applicable",
+    };
+    let mut lines: Vec<String> = l.reason.split(is_break).map(|x| comment_text(x.trim_end())).collect();
+    lines.retain(|x| !x.is_empty());
+    let head = format!("{kind}: {}: {}", comment_text(&l.construct), lines.first().cloned().unwrap_or_default());
+    let mut out = vec![head];
+    out.extend(lines.into_iter().skip(1));
+    out
+}
+
+fn context_lines(det: &Detection) -> Vec<String> {
+    let normalised: Vec<&str> =
+        det.platforms.iter().map(String::as_str).filter(|p| matches!(*p, "aks" | "gke")).collect();
+    if normalised.is_empty() {
+        return Vec::new();
+    }
+    vec![comment_text(&format!(
+        "Field names are the source's canonical schema: {} records must be normalised to it first (as detc's evaluator does).",
+        normalised.join(" and ")
+    ))]
+}
+
+// ---------------------------------------------------------------------------
+// YAML emitter
+
+/// Write `v` as block-style YAML that YAML 1.1 (PyYAML) and YAML 1.2
+/// (serde_yaml) readers both read back as `v`. Strings are plain only when
+/// no resolver can take them for anything else, single-quoted when they
+/// are printable on one line, a literal block for safe multi-line text,
+/// and double-quoted with escapes otherwise.
+pub fn emit_yaml(v: &Yaml) -> String {
+    let mut out = String::new();
+    match v {
+        Yaml::Mapping(m) if !m.is_empty() => emit_map(&mut out, m, 0, false),
+        Yaml::Sequence(xs) if !xs.is_empty() => emit_seq(&mut out, xs, 0),
+        other => {
+            out.push_str(&scalar(other, 0, ScalarAt::Value));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ScalarAt {
+    Key,
+    Value,
+}
+
+const INDENT: usize = 4;
+
+fn emit_map(out: &mut String, m: &Mapping, indent: usize, first_inline: bool) {
+    for (i, (k, v)) in m.iter().enumerate() {
+        if !(first_inline && i == 0) {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str(&scalar(k, indent, ScalarAt::Key));
+        out.push(':');
+        emit_child(out, v, indent, k.as_str());
+    }
+}
+
+fn emit_child(out: &mut String, v: &Yaml, indent: usize, key: Option<&str>) {
+    match v {
+        Yaml::Mapping(m) if !m.is_empty() => {
+            out.push('\n');
+            emit_map(out, m, indent + INDENT, false);
+        }
+        Yaml::Sequence(xs) if !xs.is_empty() => {
+            out.push('\n');
+            emit_seq(out, xs, indent + INDENT);
+        }
+        Yaml::String(d) if matches!(key, Some("date" | "modified")) && is_iso_date(d) && indent == 0 => {
+            // Sigma's dates are written as YAML dates, as in SigmaHQ.
+            out.push(' ');
+            out.push_str(d);
+            out.push('\n');
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&scalar(other, indent, ScalarAt::Value));
+            out.push('\n');
+        }
+    }
+}
+
+fn emit_seq(out: &mut String, xs: &[Yaml], indent: usize) {
+    for x in xs {
+        out.push_str(&" ".repeat(indent));
+        out.push('-');
+        match x {
+            Yaml::Mapping(m) if !m.is_empty() => {
+                out.push(' ');
+                emit_map(out, m, indent + 2, true);
+            }
+            Yaml::Sequence(ys) if !ys.is_empty() => {
+                out.push('\n');
+                emit_seq(out, ys, indent + INDENT);
+            }
+            other => {
+                out.push(' ');
+                out.push_str(&scalar(other, indent, ScalarAt::Value));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn is_iso_date(d: &str) -> bool {
+    let b = d.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+}
+
+fn scalar(v: &Yaml, indent: usize, at: ScalarAt) -> String {
+    match v {
+        Yaml::Null => "null".into(),
+        Yaml::Bool(b) => b.to_string(),
+        Yaml::Number(n) => number(n),
+        Yaml::String(x) => string(x, indent, at),
+        Yaml::Mapping(_) => "{}".into(),
+        Yaml::Sequence(_) => "[]".into(),
+        Yaml::Tagged(t) => scalar(&t.value, indent, at),
+    }
+}
+
+/// Integers as is; floats always with a `.` and a signed exponent, the form
+/// YAML 1.1 requires (`1e21` is a string there).
+fn number(n: &serde_yaml::Number) -> String {
+    if n.is_f64() {
+        let f = n.as_f64().unwrap_or(0.0);
+        let t = format!("{f:?}");
+        match t.split_once('e') {
+            Some((m, e)) => {
+                let m = if m.contains('.') { m.to_string() } else { format!("{m}.0") };
+                let e = if e.starts_with('-') { e.to_string() } else { format!("+{e}") };
+                format!("{m}e{e}")
+            }
+            None if t.contains('.') => t,
+            None => format!("{t}.0"),
+        }
+    } else {
+        n.to_string()
+    }
+}
+
+const YAML11_WORDS: &[&str] = &["y", "n", "yes", "no", "true", "false", "on", "off", "null"];
+
+fn plain_ok(x: &str) -> bool {
+    x.starts_with(|c: char| c.is_ascii_alphabetic())
+        && x.chars().all(|c| (c.is_ascii_graphic() && !"[]{}".contains(c)) || c == ' ')
+        && !x.contains(": ")
+        && !x.contains(" #")
+        && !x.ends_with(':')
+        && !x.ends_with(' ')
+        && !YAML11_WORDS.iter().any(|w| w.eq_ignore_ascii_case(x))
+}
+
+fn single_line_ok(x: &str) -> bool {
+    x.chars().all(|c| yaml_printable(c) && c != '\u{feff}')
+}
+
+fn string(x: &str, indent: usize, at: ScalarAt) -> String {
+    if plain_ok(x) || is_uuid(x) {
+        return x.to_string();
+    }
+    if single_line_ok(x) {
+        return format!("'{}'", x.replace('\'', "''"));
+    }
+    let lines_ok = x.split('\n').all(single_line_ok);
+    let trailing = x.len() - x.trim_end_matches('\n').len();
+    if at == ScalarAt::Value && lines_ok && x.contains('\n') && !x.starts_with([' ', '\n']) && trailing <= 1 {
+        let pad = " ".repeat(indent + INDENT);
+        let body = x.strip_suffix('\n').unwrap_or(x);
+        let mut out = String::from(if trailing == 1 { "|" } else { "|-" });
+        for line in body.split('\n') {
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str(&pad);
+                out.push_str(line);
+            }
+        }
+        return out;
+    }
+    // Double-quoted with escapes. yaml_str leaves U+FFFE/U+FFFF raw, which
+    // YAML does not allow in a stream.
+    text::yaml_str(x).replace('\u{fffe}', "\\uFFFE").replace('\u{ffff}', "\\uFFFF")
+}
+
+fn is_uuid(x: &str) -> bool {
+    let b = x.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+            }
+        })
 }

@@ -40,7 +40,7 @@ pub fn check_file(
     let mut names: HashMap<String, Span> = HashMap::new();
     for r in &file.rules {
         if let Some(prev) = names.insert(r.name.node.clone(), r.name.span) {
-            let (line, _) = line_of(text, prev.start);
+            let line = line_of(text, prev.start);
             c.err(Diagnostic::new(format!("rule `{}` is defined twice", r.name.node), r.name.span)
                 .label("second definition")
                 .hint(format!("the first is on line {line}; rule names are output file names and must be unique")));
@@ -62,9 +62,10 @@ pub fn check_file(
     }
 }
 
-fn line_of(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
     let before = text.get(..offset).unwrap_or(text);
-    (before.matches('\n').count() + 1, 0)
+    before.matches('\n').count() + 1
 }
 
 fn suggest<'s>(name: &str, candidates: impl IntoIterator<Item = &'s str>) -> Option<&'s str> {
@@ -184,7 +185,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             if let Some(prev) = seen.insert(key, s) {
-                let (line, _) = line_of(self.text, prev.key.span.start);
+                let line = line_of(self.text, prev.key.span.start);
                 self.err(
                     Diagnostic::new(format!("`{key}` is set twice"), s.key.span)
                         .label("again")
@@ -854,7 +855,7 @@ impl<'a> Checker<'a> {
         let before = self.diags.len();
         let mut values = Vec::new();
         for v in &c.values {
-            if let Some(val) = self.cmp_value(op, c.cased, v, &resolved) {
+            if let Some(val) = self.cmp_value(op, v, &resolved) {
                 values.push(val);
             }
         }
@@ -885,7 +886,6 @@ impl<'a> Checker<'a> {
     fn cmp_value(
         &mut self,
         op: Op,
-        _cased: bool,
         v: &ast::Value,
         field: &sources::Resolved,
     ) -> Option<ir::Value> {
