@@ -24,8 +24,13 @@ fn bench(c: &mut Criterion) {
         })
     });
     let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
-    let opts = detc::build::Options { lossy: true, ..Default::default() };
-    c.bench_function("render every rule for every target", |b| b.iter(|| detc::build::build(&rules, &opts)));
+    let opts = detc::build::Options {
+        lossy: true,
+        ..Default::default()
+    };
+    c.bench_function("render every rule for every target", |b| {
+        b.iter(|| detc::build::build(&rules, &opts))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -232,9 +232,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     continue;
                 }
                 found = true;
-                writeln!(out, "{} (platforms: {})", cat.source, cat.platforms.join(", "))?;
+                writeln!(
+                    out,
+                    "{} (platforms: {})",
+                    cat.source,
+                    cat.platforms.join(", ")
+                )?;
                 for f in &cat.fields {
-                    let ty = format!("{:?}{}", f.ty, if f.array { "[]" } else { "" }).to_lowercase();
+                    let ty =
+                        format!("{:?}{}", f.ty, if f.array { "[]" } else { "" }).to_lowercase();
                     writeln!(out, "  {:<60} {ty}", f.path)?;
                 }
             }

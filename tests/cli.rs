@@ -13,7 +13,11 @@ fn detc(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -31,7 +35,12 @@ fn check_and_test_pass_on_the_project_rules() {
 
 #[test]
 fn exit_codes() {
-    assert_eq!(detc(&["check", "rules/invalid/unknown_field.rule"]).status.code(), Some(1));
+    assert_eq!(
+        detc(&["check", "rules/invalid/unknown_field.rule"])
+            .status
+            .code(),
+        Some(1)
+    );
     assert_eq!(detc(&["check", "no/such/dir"]).status.code(), Some(2));
     assert_eq!(detc(&["frobnicate"]).status.code(), Some(2));
     let help = text(&detc(&["--help"]));
@@ -41,15 +50,24 @@ fn exit_codes() {
 #[test]
 fn a_failing_test_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let rule = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/seeds/seed_003_kubernetes_cron_job_creation.rule")).unwrap();
+    let rule = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("rules/seeds/seed_003_kubernetes_cron_job_creation.rule"),
+    )
+    .unwrap();
     // Flip one expectation: the run must report it and exit 1.
-    let flipped = rule.replacen("\"Pod create\" on eks expect no match", "\"Pod create\" on eks expect match", 1);
+    let flipped = rule.replacen(
+        "\"Pod create\" on eks expect no match",
+        "\"Pod create\" on eks expect match",
+        1,
+    );
     assert_ne!(flipped, rule);
     // The copy lives in a temp dir with the events beside it.
     let flipped = flipped.replace("\"../events/", "\"events/");
     let events = dir.path().join("events");
     std::fs::create_dir(&events).unwrap();
-    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/events")).unwrap() {
+    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/events")).unwrap()
+    {
         let e = e.unwrap();
         std::fs::copy(e.path(), events.join(e.file_name())).unwrap();
     }
@@ -58,46 +76,99 @@ fn a_failing_test_fails_the_run() {
     let o = detc(&["test", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("FAIL kubernetes_cron_job_creation :: Pod create"), "{out}");
+    assert!(
+        out.contains("FAIL kubernetes_cron_job_creation :: Pod create"),
+        "{out}"
+    );
     assert!(out.trim_end().ends_with("passed, 1 failed"), "{out}");
 }
 
 #[test]
 fn eval_reads_ndjson_arrays_and_event_hub_files() {
-    let o = detc(&["eval", "--rule", "rules/k8s_cronjob_job_write.rule", "--events", "rules/events/aks_sysdig_event_hub_records.json", "--platform", "aks"]);
+    let o = detc(&[
+        "eval",
+        "--rule",
+        "rules/k8s_cronjob_job_write.rule",
+        "--events",
+        "rules/events/aks_sysdig_event_hub_records.json",
+        "--platform",
+        "aks",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 22);
     assert!(lines.iter().all(|l| l["match"] == false));
 
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/events");
-    let pos: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("eks_job_create_privileged_hostpath_alpine.json")).unwrap()).unwrap();
-    let neg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("seed001_eks_pod_created.json")).unwrap()).unwrap();
+    let pos: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("eks_job_create_privileged_hostpath_alpine.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let neg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("seed001_eks_pod_created.json")).unwrap(),
+    )
+    .unwrap();
     let ndjson = dir.path().join("e.ndjson");
     std::fs::write(&ndjson, format!("{pos}\n{neg}\n")).unwrap();
     let array = dir.path().join("e.json");
-    std::fs::write(&array, serde_json::to_string_pretty(&vec![&pos, &neg]).unwrap()).unwrap();
+    std::fs::write(
+        &array,
+        serde_json::to_string_pretty(&vec![&pos, &neg]).unwrap(),
+    )
+    .unwrap();
     for file in [&ndjson, &array] {
-        let o = detc(&["eval", "--rule", "rules/k8s_cronjob_job_write.rule", "--events", file.to_str().unwrap(), "--platform", "eks"]);
+        let o = detc(&[
+            "eval",
+            "--rule",
+            "rules/k8s_cronjob_job_write.rule",
+            "--events",
+            file.to_str().unwrap(),
+            "--platform",
+            "eks",
+        ]);
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2, "{out}");
         assert_eq!(lines[0]["match"], true);
         assert_eq!(lines[0]["severity"], "high");
-        assert_eq!(lines[0]["indicators"], serde_json::json!(["suspicious_image", "host_path", "privileged"]));
+        assert_eq!(
+            lines[0]["indicators"],
+            serde_json::json!(["suspicious_image", "host_path", "privileged"])
+        );
         assert_eq!(lines[1]["match"], false);
     }
-    let o = detc(&["eval", "--rule", "rules/k8s_cronjob_job_write.rule", "--events", array.to_str().unwrap(), "--platform", "splunk"]);
+    let o = detc(&[
+        "eval",
+        "--rule",
+        "rules/k8s_cronjob_job_write.rule",
+        "--events",
+        array.to_str().unwrap(),
+        "--platform",
+        "splunk",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
 #[test]
 fn ir_prints_yaml() {
-    let o = detc(&["ir", "rules/seeds/seed_000_kubernetes_audit_cronjob_modification.rule"]);
+    let o = detc(&[
+        "ir",
+        "rules/seeds/seed_000_kubernetes_audit_cronjob_modification.rule",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: serde_yaml::Value = serde_yaml::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["name"].as_str(), Some("kubernetes_audit_cronjob_modification"));
+    assert_eq!(
+        v["name"].as_str(),
+        Some("kubernetes_audit_cronjob_modification")
+    );
 }
 
 #[test]
@@ -106,9 +177,17 @@ fn failed_build_leaves_previous_output_untouched() {
     let out = dir.path().join("dist");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("previous.txt"), "keep me").unwrap();
-    let o = detc(&["build", "rules/invalid/unknown_field.rule", "--out", out.to_str().unwrap()]);
+    let o = detc(&[
+        "build",
+        "rules/invalid/unknown_field.rule",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(out.join("previous.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(out.join("previous.txt")).unwrap(),
+        "keep me"
+    );
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
     // And nothing was left beside it.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

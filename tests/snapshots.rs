@@ -10,13 +10,25 @@ use std::path::Path;
 fn ir_summary(rule: &Rule) -> String {
     let mut s = String::new();
     for d in &rule.detections {
-        let _ = writeln!(s, "detection {} ({} on [{}])", d.stem, d.source, d.platforms.join(", "));
+        let _ = writeln!(
+            s,
+            "detection {} ({} on [{}])",
+            d.stem,
+            d.source,
+            d.platforms.join(", ")
+        );
         for l in &d.lets {
             let _ = writeln!(s, "  let {} = {}", l.name, l.expr);
         }
         let _ = writeln!(s, "  match {}", d.condition);
         for i in &d.indicators {
-            let _ = writeln!(s, "  indicator {} [{}] = {}", i.name, i.severity.as_str(), i.expr);
+            let _ = writeln!(
+                s,
+                "  indicator {} [{}] = {}",
+                i.name,
+                i.severity.as_str(),
+                i.expr
+            );
         }
     }
     s
@@ -50,7 +62,15 @@ fn all_targets(rule: &Rule) -> String {
 fn every_rule_every_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let loads = detc::load::load(&[root.join("rules")]).unwrap();
-    assert!(loads.failures.is_empty(), "{:?}", loads.failures.iter().map(|f| f.to_string()).collect::<Vec<_>>());
+    assert!(
+        loads.failures.is_empty(),
+        "{:?}",
+        loads
+            .failures
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+    );
     assert!(loads.rules.len() >= 6);
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../snapshots");
@@ -59,7 +79,12 @@ fn every_rule_every_target() {
         for l in &loads.rules {
             let text = all_targets(&l.rule);
             // Rendering is deterministic: a second rendering is byte-identical.
-            assert_eq!(text, all_targets(&l.rule), "non-deterministic output for {}", l.rule.name);
+            assert_eq!(
+                text,
+                all_targets(&l.rule),
+                "non-deterministic output for {}",
+                l.rule.name
+            );
             insta::assert_snapshot!(format!("rule@{}", l.rule.name), text);
         }
     });

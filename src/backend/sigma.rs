@@ -27,8 +27,10 @@ use crate::ir::{Cmp, Detection, Expr, Field, Let, Op, Rule, Seg, Value};
 use serde_yaml::{Mapping, Value as Yaml};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub const TEMPLATES: &[(&str, &str)] =
-    &[("sigma/rule", include_str!("../../templates/sigma/rule.tera"))];
+pub const TEMPLATES: &[(&str, &str)] = &[(
+    "sigma/rule",
+    include_str!("../../templates/sigma/rule.tera"),
+)];
 
 pub struct Sigma;
 
@@ -58,7 +60,10 @@ impl Backend for Sigma {
             ctx.insert("notes", &notes);
             ctx.insert("body", &body);
             let contents = super::render_template("sigma/rule", &ctx)?;
-            out.files.push(Artifact { path: format!("{}.yml", det.stem), contents });
+            out.files.push(Artifact {
+                path: format!("{}.yml", det.stem),
+                contents,
+            });
             out.losses.extend(losses);
         }
         Ok(out)
@@ -88,7 +93,10 @@ pub const TACTICS: &[(&str, &str)] = &[
 
 /// The Sigma tag of an ATT&CK tactic id (`TA0003` -> `attack.persistence`).
 pub fn tactic_tag(id: &str) -> Option<&'static str> {
-    TACTICS.iter().find(|(t, _)| t.eq_ignore_ascii_case(id)).map(|(_, tag)| *tag)
+    TACTICS
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(id))
+        .map(|(_, tag)| *tag)
 }
 
 /// The Sigma tag of an ATT&CK technique (`T1053.007` -> `attack.t1053.007`).
@@ -99,8 +107,16 @@ pub fn technique_tag(id: &str) -> String {
 /// Sigma logsource (product, service) of a source, and a label for titles.
 pub fn logsource(source: &str) -> (String, String, String) {
     match source {
-        "kubernetes.audit" => ("kubernetes".into(), "audit".into(), "Kubernetes audit logs".into()),
-        "azure.activity" => ("azure".into(), "activitylogs".into(), "Azure activity logs".into()),
+        "kubernetes.audit" => (
+            "kubernetes".into(),
+            "audit".into(),
+            "Kubernetes audit logs".into(),
+        ),
+        "azure.activity" => (
+            "azure".into(),
+            "activitylogs".into(),
+            "Azure activity logs".into(),
+        ),
         other => {
             let (p, s) = other.split_once('.').unwrap_or((other, ""));
             (p.into(), s.into(), other.into())
@@ -116,10 +132,18 @@ pub fn document_id(rule: &Rule, index: usize) -> String {
         return rule.meta.id.clone();
     }
     let det = &rule.detections[index];
-    let nth = rule.detections[..index].iter().filter(|d| d.source == det.source).count();
-    let name = if nth == 0 { det.source.clone() } else { format!("{}#{nth}", det.source) };
-    let ns = uuid::Uuid::try_parse(&rule.meta.id)
-        .unwrap_or_else(|_| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, rule.meta.id.as_bytes()));
+    let nth = rule.detections[..index]
+        .iter()
+        .filter(|d| d.source == det.source)
+        .count();
+    let name = if nth == 0 {
+        det.source.clone()
+    } else {
+        format!("{}#{nth}", det.source)
+    };
+    let ns = uuid::Uuid::try_parse(&rule.meta.id).unwrap_or_else(|_| {
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, rule.meta.id.as_bytes())
+    });
     uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
 }
 
@@ -127,10 +151,18 @@ pub fn document_id(rule: &Rule, index: usize) -> String {
 const TAG_NAMESPACES: &[&str] = &["attack", "car", "cve", "d3fend", "detection", "stp", "tlp"];
 
 fn valid_free_tag(tag: &str) -> bool {
-    let Some((ns, name)) = tag.split_once('.') else { return false };
+    let Some((ns, name)) = tag.split_once('.') else {
+        return false;
+    };
     let ok = |s: &str, dot: bool| {
         !s.is_empty()
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || (dot && c == '.'))
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || c == '-'
+                    || c == '_'
+                    || (dot && c == '.')
+            })
     };
     TAG_NAMESPACES.contains(&ns) && ok(ns, false) && ok(name, true)
 }
@@ -159,7 +191,11 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
     })?;
 
     let mut doc = Mapping::new();
-    let title = if index == 0 { meta.title.clone() } else { format!("{} ({label})", meta.title) };
+    let title = if index == 0 {
+        meta.title.clone()
+    } else {
+        format!("{} ({label})", meta.title)
+    };
     doc.insert(s("title"), s(&title));
     doc.insert(s("id"), s(&document_id(rule, index)));
 
@@ -244,17 +280,31 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
         doc.insert(s("fields"), seq_of(fields.iter().map(|f| s(f))));
     }
     if !meta.false_positives.is_empty() {
-        doc.insert(s("falsepositives"), seq_of(meta.false_positives.iter().map(|f| s(f))));
+        doc.insert(
+            s("falsepositives"),
+            seq_of(meta.false_positives.iter().map(|f| s(f))),
+        );
     }
     doc.insert(s("level"), s(meta.severity.as_str()));
 
-    if meta.runbook.as_deref().is_some_and(|r| !r.trim().is_empty()) {
-        losses.push(Loss::not_applicable(stem, "runbook", "Sigma rules have no runbook field"));
+    if meta
+        .runbook
+        .as_deref()
+        .is_some_and(|r| !r.trim().is_empty())
+    {
+        losses.push(Loss::not_applicable(
+            stem,
+            "runbook",
+            "Sigma rules have no runbook field",
+        ));
     }
     for ind in &det.indicators {
         let detail = match Lowering::new(det).lower(&ind.expr, "indicator") {
             Ok(_) => String::new(),
-            Err(u) => format!("; its condition is not expressible either ({}: {})", u.construct, u.reason),
+            Err(u) => format!(
+                "; its condition is not expressible either ({}: {})",
+                u.construct, u.reason
+            ),
         };
         losses.push(Loss::unsupported(
             stem,
@@ -273,7 +323,11 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
 /// `fields`: group-by, values and summary fields, in that order, once each.
 fn output_fields(det: &Detection, losses: &mut Vec<Loss>) -> Vec<String> {
     let o = &det.output;
-    let all = o.group_by.iter().chain(o.values.iter().map(|a| &a.field)).chain(o.summary.iter());
+    let all = o
+        .group_by
+        .iter()
+        .chain(o.values.iter().map(|a| &a.field))
+        .chain(o.summary.iter());
     let mut out: Vec<String> = Vec::new();
     for f in all {
         match field_name(f) {
@@ -296,9 +350,15 @@ fn output_fields(det: &Detection, losses: &mut Vec<Loss>) -> Vec<String> {
 fn output_losses(det: &Detection, losses: &mut Vec<Loss>) {
     let o = &det.output;
     let stem = det.stem.as_str();
-    let mut na = |construct: &str, reason: String| losses.push(Loss::not_applicable(stem, construct, reason));
+    let mut na = |construct: &str, reason: String| {
+        losses.push(Loss::not_applicable(stem, construct, reason))
+    };
     if !o.group_by.is_empty() {
-        let times = if o.time_range { " (nor add first/last seen times)" } else { "" };
+        let times = if o.time_range {
+            " (nor add first/last seen times)"
+        } else {
+            ""
+        };
         na(
             "output.group_by",
             format!("Sigma rules do not aggregate{times}; the group-by fields are listed in `fields` for display only"),
@@ -310,17 +370,36 @@ fn output_losses(det: &Detection, losses: &mut Vec<Loss>) {
         .filter_map(|a| a.alias.as_ref().map(|al| format!("{} as {al}", a.field)))
         .collect();
     if !aliases.is_empty() {
-        na("output.values", format!("Sigma `fields` cannot rename fields: aliases {} are dropped", aliases.join(", ")));
+        na(
+            "output.values",
+            format!(
+                "Sigma `fields` cannot rename fields: aliases {} are dropped",
+                aliases.join(", ")
+            ),
+        );
     }
     if !o.rename.is_empty() {
-        let list: Vec<String> = o.rename.iter().map(|(f, to)| format!("{f} = {to}")).collect();
-        na("output.rename", format!("Sigma has no output renames ({})", list.join(", ")));
+        let list: Vec<String> = o
+            .rename
+            .iter()
+            .map(|(f, to)| format!("{f} = {to}"))
+            .collect();
+        na(
+            "output.rename",
+            format!("Sigma has no output renames ({})", list.join(", ")),
+        );
     }
     if o.title.is_some() {
-        na("output.title", "Sigma has no per-alert title template".into());
+        na(
+            "output.title",
+            "Sigma has no per-alert title template".into(),
+        );
     }
     if let Some(m) = o.dedup_minutes {
-        na("output.dedup", format!("Sigma has no alert deduplication ({m}m)"));
+        na(
+            "output.dedup",
+            format!("Sigma has no alert deduplication ({m}m)"),
+        );
     }
     if let Some(sch) = &o.schedule {
         na(
@@ -354,11 +433,28 @@ type Map = Vec<Item>;
 type Form = Vec<Map>;
 
 /// Words a selection may not be called (condition keywords, reserved keys).
-const RESERVED: &[&str] = &["and", "or", "not", "of", "them", "all", "condition", "timeframe"];
+const RESERVED: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "of",
+    "them",
+    "all",
+    "condition",
+    "timeframe",
+];
 
 fn sanitize(name: &str) -> String {
-    let mut out: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert_str(0, "sel_");
     }
@@ -484,11 +580,11 @@ fn key(name: &str, mods: &[&str]) -> String {
 }
 
 fn single(c: &Cmp, v: &Value) -> Cmp {
-    Cmp { values: vec![v.clone()], all: false, ..c.clone() }
-}
-
-fn cmp_expr(c: Cmp) -> Expr {
-    Expr::Cmp(c)
+    Cmp {
+        values: vec![v.clone()],
+        all: false,
+        ..c.clone()
+    }
 }
 
 /// Turns the IR into selections and a condition that refers to them.
@@ -550,11 +646,19 @@ impl<'a> Lowering<'a> {
             return Ok(None);
         }
         if c.values.len() > 1 && c.all && c.op != Op::Contains {
-            return Ok(Some(Expr::And(c.values.iter().map(|v| cmp_expr(single(c, v))).collect())));
+            return Ok(Some(Expr::And(
+                c.values.iter().map(|v| Expr::Cmp(single(c, v))).collect(),
+            )));
         }
-        if c.op == Op::Ne && c.values.iter().any(|v| matches!(v, Value::Str(_) | Value::Regex(_))) {
+        if c.op == Op::Ne
+            && c.values
+                .iter()
+                .any(|v| matches!(v, Value::Str(_) | Value::Regex(_)))
+        {
             if c.values.len() > 1 {
-                return Ok(Some(Expr::Or(c.values.iter().map(|v| cmp_expr(single(c, v))).collect())));
+                return Ok(Some(Expr::Or(
+                    c.values.iter().map(|v| Expr::Cmp(single(c, v))).collect(),
+                )));
             }
             if self.is_array(&c.field) {
                 return Err(Unprintable {
@@ -562,10 +666,22 @@ impl<'a> Lowering<'a> {
                     reason: "`!=` on an array field holds when some element differs; Sigma can only say \"not equal to any element\"".into(),
                 });
             }
-            let exists = Cmp { op: Op::Exists, values: vec![], cased: false, all: false, field: c.field.clone() };
-            let eq = Cmp { op: Op::Eq, ..c.clone() };
-            let absent = Expr::Not(Box::new(cmp_expr(exists)));
-            return Ok(Some(Expr::Not(Box::new(Expr::Or(vec![absent, cmp_expr(eq)])))));
+            let exists = Cmp {
+                op: Op::Exists,
+                values: vec![],
+                cased: false,
+                all: false,
+                field: c.field.clone(),
+            };
+            let eq = Cmp {
+                op: Op::Eq,
+                ..c.clone()
+            };
+            let absent = Expr::Not(Box::new(Expr::Cmp(exists)));
+            return Ok(Some(Expr::Not(Box::new(Expr::Or(vec![
+                absent,
+                Expr::Cmp(eq),
+            ])))));
         }
         Ok(None)
     }
@@ -573,7 +689,10 @@ impl<'a> Lowering<'a> {
     /// The selection form of one comparison (after [`Self::expand`]), or
     /// `None` for `exists`, which is `not x: null`.
     fn cmp_form(&self, c: &Cmp) -> Result<Option<Form>, Unprintable> {
-        let bad = |reason: String| Unprintable { construct: c.to_string(), reason };
+        let bad = |reason: String| Unprintable {
+            construct: c.to_string(),
+            reason,
+        };
         let name = field_name(&c.field).map_err(bad)?;
         let text = |v: &Value| match v {
             Value::Str(x) | Value::Regex(x) => x.clone(),
@@ -654,7 +773,13 @@ impl<'a> Lowering<'a> {
                 if c.all && c.values.len() > 1 {
                     mods.push("all");
                 }
-                one_map(key(&name, &mods), c.values.iter().map(|v| Yaml::String(escape_value(&text(v)))).collect())
+                one_map(
+                    key(&name, &mods),
+                    c.values
+                        .iter()
+                        .map(|v| Yaml::String(escape_value(&text(v))))
+                        .collect(),
+                )
             }
             Op::Like => {
                 // Group the globs by the modifier that writes them.
@@ -677,9 +802,15 @@ impl<'a> Lowering<'a> {
             }
             Op::Matches => {
                 let mods: &[&str] = if c.cased { &["re"] } else { &["re", "i"] };
-                one_map(key(&name, mods), c.values.iter().map(|v| Yaml::String(text(v))).collect())
+                one_map(
+                    key(&name, mods),
+                    c.values.iter().map(|v| Yaml::String(text(v))).collect(),
+                )
             }
-            Op::Cidr => one_map(key(&name, &["cidr"]), c.values.iter().map(|v| Yaml::String(text(v))).collect()),
+            Op::Cidr => one_map(
+                key(&name, &["cidr"]),
+                c.values.iter().map(|v| Yaml::String(text(v))).collect(),
+            ),
             Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                 let m = match c.op {
                     Op::Lt => "lt",
@@ -709,8 +840,10 @@ impl<'a> Lowering<'a> {
             },
             Expr::Not(x) => match x.as_ref() {
                 Expr::Cmp(c) if c.op == Op::Exists => {
-                    let name = field_name(&c.field)
-                        .map_err(|reason| Unprintable { construct: c.to_string(), reason })?;
+                    let name = field_name(&c.field).map_err(|reason| Unprintable {
+                        construct: c.to_string(),
+                        reason,
+                    })?;
                     Ok(Some(vec![vec![(name, vec![Yaml::Null])]]))
                 }
                 Expr::Not(y) => self.form(y),
@@ -719,7 +852,9 @@ impl<'a> Lowering<'a> {
             Expr::And(xs) => {
                 let mut map: Map = Vec::new();
                 for x in xs {
-                    let Some(f) = self.form(x)? else { return Ok(None) };
+                    let Some(f) = self.form(x)? else {
+                        return Ok(None);
+                    };
                     match merge_and(&map, &f) {
                         Some(m) => map = m,
                         None => return Ok(None),
@@ -730,7 +865,9 @@ impl<'a> Lowering<'a> {
             Expr::Or(xs) => {
                 let mut form: Form = Vec::new();
                 for x in xs {
-                    let Some(f) = self.form(x)? else { return Ok(None) };
+                    let Some(f) = self.form(x)? else {
+                        return Ok(None);
+                    };
                     form.extend(f);
                 }
                 Ok(Some(merge_or(form)))
@@ -745,7 +882,10 @@ impl<'a> Lowering<'a> {
         }
         let det = self.det;
         let Some(expr) = det.let_expr(name) else {
-            return Err(Unprintable { construct: name.into(), reason: "unknown name".into() });
+            return Err(Unprintable {
+                construct: name.into(),
+                reason: "unknown name".into(),
+            });
         };
         let out = match self.form(expr)? {
             Some(form) => self.add(sanitize(name), form),
@@ -753,7 +893,10 @@ impl<'a> Lowering<'a> {
                 let lowered = self.lower(expr, &sanitize(name))?;
                 // A name no selection can have: the printer inlines it.
                 let internal = format!("\u{0}{name}");
-                self.inlined.push(Let { name: internal.clone(), expr: lowered });
+                self.inlined.push(Let {
+                    name: internal.clone(),
+                    expr: lowered,
+                });
                 Expr::Ref(internal)
             }
         };
@@ -779,7 +922,9 @@ impl<'a> Lowering<'a> {
                         Ok(self.add(name, form))
                     }
                     // `x exists`: `not x: null`.
-                    None => Ok(Expr::Not(Box::new(self.lower(&Expr::Not(Box::new(e.clone())), base)?))),
+                    None => Ok(Expr::Not(Box::new(
+                        self.lower(&Expr::Not(Box::new(e.clone())), base)?,
+                    ))),
                 },
             },
             Expr::And(xs) | Expr::Or(xs) => {
@@ -819,7 +964,11 @@ impl<'a> Lowering<'a> {
                         Err(x) => self.lower(&x, base)?,
                     });
                 }
-                Ok(if is_and { Expr::And(out) } else { Expr::Or(out) })
+                Ok(if is_and {
+                    Expr::And(out)
+                } else {
+                    Expr::Or(out)
+                })
             }
         }
     }
@@ -852,7 +1001,9 @@ fn merge_or(form: Form) -> Form {
         if let [(k, vals)] = map.as_slice() {
             let mergeable = !k.split('|').any(|m| m == "all") && !vals.contains(&Yaml::Null);
             if mergeable {
-                let target = out.iter_mut().find(|m| m.len() == 1 && &m[0].0 == k && !m[0].1.contains(&Yaml::Null));
+                let target = out
+                    .iter_mut()
+                    .find(|m| m.len() == 1 && &m[0].0 == k && !m[0].1.contains(&Yaml::Null));
                 if let Some(target) = target {
                     for v in vals {
                         if !target[0].1.contains(v) {
@@ -911,7 +1062,11 @@ pub fn detection_section(det: &Detection) -> Result<Mapping, Unprintable> {
             low.lower_let(&l.name)?;
         }
     }
-    let condition = low.lower(&det.condition, "selection")?;
+    // A condition that is one selection is called `selection`, as in SigmaHQ.
+    let condition = match low.form(&det.condition)? {
+        Some(form) if !low.taken.contains("selection") => low.add("selection".into(), form),
+        _ => low.lower(&det.condition, "selection")?,
+    };
     let names: BTreeSet<String> = low.selections.iter().map(|(n, _)| n.clone()).collect();
     let synthetic = Detection {
         lets: std::mem::take(&mut low.inlined),
@@ -953,7 +1108,12 @@ fn collect_refs(det: &Detection, e: &Expr, out: &mut BTreeSet<String>) {
 /// Text safe inside a `# ` comment: line breaks (including YAML 1.1's NEL,
 /// LS and PS) become spaces, other non-printable characters `\u{..}`.
 pub fn comment_text(v: &str) -> String {
-    v.split(is_break).collect::<Vec<_>>().join(" ").chars().map(comment_char).collect()
+    v.split(is_break)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(comment_char)
+        .collect()
 }
 
 fn comment_char(c: char) -> String {
@@ -980,17 +1140,29 @@ fn note_lines(l: &Loss) -> Vec<String> {
         super::LossKind::Unsupported => "unsupported",
         super::LossKind::NotApplicable => "not applicable",
     };
-    let mut lines: Vec<String> = l.reason.split(is_break).map(|x| comment_text(x.trim_end())).collect();
+    let mut lines: Vec<String> = l
+        .reason
+        .split(is_break)
+        .map(|x| comment_text(x.trim_end()))
+        .collect();
     lines.retain(|x| !x.is_empty());
-    let head = format!("{kind}: {}: {}", comment_text(&l.construct), lines.first().cloned().unwrap_or_default());
+    let head = format!(
+        "{kind}: {}: {}",
+        comment_text(&l.construct),
+        lines.first().cloned().unwrap_or_default()
+    );
     let mut out = vec![head];
     out.extend(lines.into_iter().skip(1));
     out
 }
 
 fn context_lines(det: &Detection) -> Vec<String> {
-    let normalised: Vec<&str> =
-        det.platforms.iter().map(String::as_str).filter(|p| matches!(*p, "aks" | "gke")).collect();
+    let normalised: Vec<&str> = det
+        .platforms
+        .iter()
+        .map(String::as_str)
+        .filter(|p| matches!(*p, "aks" | "gke"))
+        .collect();
     if normalised.is_empty() {
         return Vec::new();
     }
@@ -1050,7 +1222,9 @@ fn emit_child(out: &mut String, v: &Yaml, indent: usize, key: Option<&str>) {
             out.push('\n');
             emit_seq(out, xs, indent + INDENT);
         }
-        Yaml::String(d) if matches!(key, Some("date" | "modified")) && is_iso_date(d) && indent == 0 => {
+        Yaml::String(d)
+            if matches!(key, Some("date" | "modified")) && is_iso_date(d) && indent == 0 =>
+        {
             // Sigma's dates are written as YAML dates, as in SigmaHQ.
             out.push(' ');
             out.push_str(d);
@@ -1089,7 +1263,13 @@ fn emit_seq(out: &mut String, xs: &[Yaml], indent: usize) {
 fn is_iso_date(d: &str) -> bool {
     let b = d.as_bytes();
     b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 fn scalar(v: &Yaml, indent: usize, at: ScalarAt) -> String {
@@ -1112,8 +1292,16 @@ fn number(n: &serde_yaml::Number) -> String {
         let t = format!("{f:?}");
         match t.split_once('e') {
             Some((m, e)) => {
-                let m = if m.contains('.') { m.to_string() } else { format!("{m}.0") };
-                let e = if e.starts_with('-') { e.to_string() } else { format!("+{e}") };
+                let m = if m.contains('.') {
+                    m.to_string()
+                } else {
+                    format!("{m}.0")
+                };
+                let e = if e.starts_with('-') {
+                    e.to_string()
+                } else {
+                    format!("+{e}")
+                };
                 format!("{m}e{e}")
             }
             None if t.contains('.') => t,
@@ -1128,7 +1316,8 @@ const YAML11_WORDS: &[&str] = &["y", "n", "yes", "no", "true", "false", "on", "o
 
 fn plain_ok(x: &str) -> bool {
     x.starts_with(|c: char| c.is_ascii_alphabetic())
-        && x.chars().all(|c| (c.is_ascii_graphic() && !"[]{}".contains(c)) || c == ' ')
+        && x.chars()
+            .all(|c| (c.is_ascii_graphic() && !"[]{}".contains(c)) || c == ' ')
         && !x.contains(": ")
         && !x.contains(" #")
         && !x.ends_with(':')
@@ -1137,7 +1326,8 @@ fn plain_ok(x: &str) -> bool {
 }
 
 fn single_line_ok(x: &str) -> bool {
-    x.chars().all(|c| yaml_printable(c) && c != '\u{feff}')
+    x.chars()
+        .all(|c| yaml_printable(c) && !is_break(c) && c != '\u{feff}')
 }
 
 fn string(x: &str, indent: usize, at: ScalarAt) -> String {
@@ -1149,7 +1339,12 @@ fn string(x: &str, indent: usize, at: ScalarAt) -> String {
     }
     let lines_ok = x.split('\n').all(single_line_ok);
     let trailing = x.len() - x.trim_end_matches('\n').len();
-    if at == ScalarAt::Value && lines_ok && x.contains('\n') && !x.starts_with([' ', '\n']) && trailing <= 1 {
+    if at == ScalarAt::Value
+        && lines_ok
+        && x.contains('\n')
+        && !x.starts_with([' ', '\n'])
+        && trailing <= 1
+    {
         let pad = " ".repeat(indent + INDENT);
         let body = x.strip_suffix('\n').unwrap_or(x);
         let mut out = String::from(if trailing == 1 { "|" } else { "|-" });
@@ -1162,19 +1357,11 @@ fn string(x: &str, indent: usize, at: ScalarAt) -> String {
         }
         return out;
     }
-    // Double-quoted with escapes. yaml_str leaves U+FFFE/U+FFFF raw, which
-    // YAML does not allow in a stream.
-    text::yaml_str(x).replace('\u{fffe}', "\\uFFFE").replace('\u{ffff}', "\\uFFFF")
+    // Double-quoted with escapes.
+    text::yaml_str(x)
 }
 
+/// A lower-case hyphenated UUID, which YAML reads back as the same string.
 fn is_uuid(x: &str) -> bool {
-    let b = x.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                *c == b'-'
-            } else {
-                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
-            }
-        })
+    uuid::Uuid::try_parse(x).is_ok_and(|u| u.hyphenated().to_string() == x)
 }
