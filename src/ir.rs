@@ -363,6 +363,9 @@ impl fmt::Display for Cmp {
         };
         if self.values.len() == 1 {
             write!(f, " {} {}", self.op.keyword(), show(&self.values[0]))
+        } else if self.op == Op::Eq && !self.all {
+            let list: Vec<String> = self.values.iter().map(show).collect();
+            write!(f, " in [{}]", list.join(", "))
         } else {
             let list: Vec<String> = self.values.iter().map(show).collect();
             let q = if self.all { "all" } else { "any" };

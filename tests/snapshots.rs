@@ -41,7 +41,11 @@ fn all_targets(rule: &Rule) -> String {
         match detc::build::render(rule, target) {
             Ok(r) => {
                 for l in &r.losses {
-                    let _ = writeln!(s, "loss: {:?} {}: {}", l.kind, l.construct, l.reason);
+                    let _ = writeln!(
+                        s,
+                        "loss: {:?} [{}] {}: {}",
+                        l.kind, l.stem, l.construct, l.reason
+                    );
                 }
                 for f in &r.files {
                     let _ = write!(s, "\n### {}\n\n{}", f.path, f.contents);

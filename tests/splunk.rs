@@ -850,11 +850,28 @@ fn second_source_gets_its_own_name_id_macro_and_notes() {
         docs[0]["deployment"]["scheduling"]["cron_schedule"].as_str(),
         Some("0 * * * *")
     );
-    // No risk object in the Azure form: RBA is off and the loss is reported.
-    assert!(docs[1].get("rba").is_none());
-    assert!(r.losses.iter().any(|l| l.stem.ends_with("azure_activity")
-        && l.construct == "output.risk"
-        && l.kind == LossKind::Unsupported));
+    // The Azure form names the cluster resource as its risk object.
+    assert_eq!(
+        docs[1]["rba"]["risk_objects"][0]["field"].as_str(),
+        Some("resourceId")
+    );
+    // Without a risk object, RBA is off and the loss is reported.
+    let (_, r2) = one(
+        90,
+        r#"    match verb == "create"
+    output {
+      group_by = [verb, sourceIPs]
+      risk = { score = 49, impact = 70, confidence = 70, message = "from {sourceIPs}",
+               threats = { sourceIPs = ip_address } }
+    }"#,
+    );
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(file(&r2, |p| p.starts_with("detections/"))[0]).unwrap();
+    assert!(doc.get("rba").is_none());
+    assert!(r2
+        .losses
+        .iter()
+        .any(|l| l.construct == "output.risk" && l.kind == LossKind::Unsupported));
     let shared = Splunk.shared(&[&flagship]).unwrap();
     let names: Vec<&str> = shared.iter().map(|a| a.path.as_str()).collect();
     assert_eq!(
