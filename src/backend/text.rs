@@ -3,31 +3,51 @@
 
 use std::collections::HashMap;
 
-/// A double-quoted Python literal: `\\ \" \n \r \t`, `\xNN` for other
-/// controls and 0x7f-0x9f, `\u2028`/`\u2029`; everything else as UTF-8.
-pub fn python_str(s: &str) -> String {
+/// `s` in double quotes, each character written by `escape` when it
+/// returns an escape and as itself otherwise.
+fn quoted(s: &str, escape: impl Fn(char) -> Option<String>) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            // Line separators (YAML 1.1 reads them as breaks), the BOM and the
-            // non-characters YAML refuses as unprintable.
-            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
+        match escape(c) {
+            Some(e) => out.push_str(&e),
+            None => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// The escapes every double-quoted literal here shares: `\\` and `\"`.
+fn backslash_quote(c: char) -> Option<String> {
+    match c {
+        '\\' => Some("\\\\".into()),
+        '"' => Some("\\\"".into()),
+        _ => None,
+    }
+}
+
+/// `\n`, `\r`, `\t` on top of [`backslash_quote`].
+fn c_escapes(c: char) -> Option<String> {
+    match c {
+        '\n' => Some("\\n".into()),
+        '\r' => Some("\\r".into()),
+        '\t' => Some("\\t".into()),
+        c => backslash_quote(c),
+    }
+}
+
+/// A double-quoted Python literal: `\\ \" \n \r \t`, `\xNN` for other
+/// controls and 0x7f-0x9f, `\uNNNN` for the line and paragraph separators,
+/// the BOM and U+FFFE/U+FFFF; everything else as UTF-8.
+pub fn python_str(s: &str) -> String {
+    quoted(s, |c| match c as u32 {
+        0x0..=0x1f | 0x7f..=0x9f if c_escapes(c).is_none() => Some(format!("\\x{:02x}", c as u32)),
+        // Line separators (YAML 1.1 reads them as breaks), the BOM and the
+        // non-characters YAML refuses as unprintable.
+        0x2028 | 0x2029 | 0xfeff | 0xfffe | 0xffff => Some(format!("\\u{:04x}", c as u32)),
+        _ => c_escapes(c),
+    })
 }
 
 /// A TOML basic string, escaped by the toml crate.
@@ -38,35 +58,12 @@ pub fn toml_str(s: &str) -> String {
 /// A double-quoted SPL value: `\\` and `\"` escaped. Newlines cannot be
 /// written in SPL strings; the Splunk backend refuses such values first.
 pub fn spl_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    quoted(s, backslash_quote)
 }
 
 /// A double-quoted EQL string: `\\ \" \n \r \t`.
 pub fn eql_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    quoted(s, c_escapes)
 }
 
 /// A YAML double-quoted scalar. YAML's double-quoted escapes include
