@@ -14,35 +14,15 @@ use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{root, run, venv_bin};
 
 fn python() -> PathBuf {
-    let p = root().join(".venv/panther/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup-validators to build the validator venvs (eql 1.0.1 lives in .venv/panther)",
-        p.display()
-    );
-    p
+    venv_bin("panther", "python")
 }
 
 fn validator(name: &str) -> PathBuf {
     root().join("tests/validators").join(name)
-}
-
-/// Run a command; (success, stdout + stderr).
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// A Python snippet run with the venv's interpreter (eql importable), with

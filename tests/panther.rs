@@ -18,21 +18,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{project_rules, root, venv_bin};
 
 fn venv_python() -> PathBuf {
-    let dir = std::env::var_os("DETC_VENV_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv"));
-    let py = dir.join("panther/bin/python");
-    assert!(
-        py.exists() && dir.join("panther/bin/pat").exists(),
-        "the panther validator venv is missing ({}): run scripts/setup-validators",
-        py.display()
-    );
-    py
+    venv_bin("panther", "pat");
+    venv_bin("panther", "python")
 }
 
 /// Run tests/panther_driver.py `mode` with `input` on stdin; its JSON output.
@@ -59,21 +50,6 @@ fn driver(mode: &str, input: &Json) -> Json {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("driver prints JSON")
-}
-
-fn load_rules() -> Vec<Rule> {
-    let loads = detc::load::load(&[root().join("rules")]).expect("rules/ loads");
-    assert!(
-        loads.failures.is_empty(),
-        "rules failed to check:\n{}",
-        loads
-            .failures
-            .iter()
-            .map(|r| r.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    loads.rules.into_iter().map(|l| l.rule).collect()
 }
 
 /// Render `rules` for Panther into `<dir>/panther/`; that folder.
@@ -111,7 +87,7 @@ fn run_validator(dir: &Path) {
 
 #[test]
 fn pat_passes_every_rule_under_rules() {
-    let rules = load_rules();
+    let rules = project_rules();
     assert!(
         rules.len() >= 2,
         "expected the flagship and the seed ports under rules/"
@@ -219,7 +195,7 @@ fn compare(dir: &Path, cases: &[Case]) {
 
 #[test]
 fn python_gives_detc_verdict_on_every_test_and_sample_event() {
-    let rules = load_rules();
+    let rules = project_rules();
     let tmp = tempfile::tempdir().unwrap();
     let dir = render_into(&rules, tmp.path());
     let mut cases = Vec::new();
@@ -1013,7 +989,7 @@ fn yaml_numbers_keep_their_type_in_yaml_1_1() {
 
 #[test]
 fn flagship_reports_schedule_and_risk_as_not_applicable() {
-    let rules = load_rules();
+    let rules = project_rules();
     let flagship = rules
         .iter()
         .find(|r| r.name == "k8s_cronjob_job_write")

@@ -40,46 +40,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{project_rules, root, run, venv_bin};
 
 fn venv(bin: &str) -> PathBuf {
-    let p = root().join(".venv/sigma/bin").join(bin);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/setup-validators to build the validator venvs (sigma-cli lives in .venv/sigma)",
-        p.display()
-    );
-    p
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn project_rules() -> Vec<Rule> {
-    let loads = detc::load::load(&[root().join("rules")]).expect("rules/ loads");
-    assert!(
-        loads.failures.is_empty(),
-        "rules that do not check:\n{}",
-        loads
-            .failures
-            .iter()
-            .map(|r| r.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(!loads.rules.is_empty(), "no rules under rules/");
-    loads.rules.into_iter().map(|l| l.rule).collect()
+    venv_bin("sigma", bin)
 }
 
 fn render(rule: &Rule) -> Rendered {

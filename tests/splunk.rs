@@ -5,26 +5,11 @@
 use detc::backend::splunk::Splunk;
 use detc::backend::{Backend, LossKind, Rendered, Target};
 use detc::ir::Rule;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn project_rules() -> Vec<Rule> {
-    let loads = detc::load::load(&[root().join("rules")]).expect("load rules/");
-    assert!(
-        loads.failures.is_empty(),
-        "rules/ must check: {:?}",
-        loads
-            .failures
-            .iter()
-            .map(|f| f.to_string())
-            .collect::<Vec<_>>()
-    );
-    loads.rules.into_iter().map(|l| l.rule).collect()
-}
+mod common;
+use common::{project_rules, root, venv_bin};
 
 fn render(rule: &Rule) -> Rendered {
     detc::build::render(rule, Target::Splunk)
@@ -71,15 +56,7 @@ fn write_dist(dir: &Path, rules: &[Rule]) {
 
 /// Run the real validator (contentctl validate + build + schedule check).
 fn contentctl(dir: &Path) {
-    let venv = std::env::var_os("DETC_VENV_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv"));
-    let tool = venv.join("splunk/bin/contentctl");
-    assert!(
-        tool.exists(),
-        "{} is missing: run scripts/setup-validators to build the validator venvs",
-        tool.display()
-    );
+    venv_bin("splunk", "contentctl");
     let out = Command::new(root().join("tests/validators/contentctl.sh"))
         .arg(dir)
         .output()
