@@ -435,27 +435,24 @@ fn build_comparison(pair: Pair<Rule>) -> PResult<Expr> {
         op_pair = next(&mut inner, span)?;
     }
     let op_span: Span = op_pair.as_span().into();
+    let values_of = |list: Pair<Rule>| {
+        list.into_inner()
+            .map(build_value)
+            .collect::<PResult<Vec<_>>>()
+    };
+    // Each form gives the operator (with the span of its keyword), the
+    // list quantifier and the values.
     let (op, quantifier, values) = match op_pair.as_rule() {
-        Rule::exists_op => (CmpOp::Exists, None, vec![]),
+        Rule::exists_op => (Spanned::new(CmpOp::Exists, op_span), None, vec![]),
         Rule::list_cmp => {
             let mut p = op_pair.into_inner();
             let in_kw = next(&mut p, op_span)?;
             let list = next(&mut p, op_span)?;
-            let values = list
-                .into_inner()
-                .map(build_value)
-                .collect::<PResult<Vec<_>>>()?;
-            let op = Spanned::new(CmpOp::In, in_kw.as_span().into());
-            return Ok(Expr {
-                kind: ExprKind::Cmp(Cmp {
-                    field,
-                    cased,
-                    op,
-                    quantifier: Some(false),
-                    values,
-                }),
-                span,
-            });
+            (
+                Spanned::new(CmpOp::In, in_kw.as_span().into()),
+                Some(false),
+                values_of(list)?,
+            )
         }
         Rule::str_cmp => {
             let mut p = op_pair.into_inner();
@@ -469,30 +466,20 @@ fn build_comparison(pair: Pair<Rule>) -> PResult<Expr> {
                 "cidr" => CmpOp::Cidr,
                 _ => return Err(unexpected(&op_tok)),
             };
-            let op = Spanned::new(op, op_tok.as_span().into());
             let first = next(&mut p, op_span)?;
             let (quantifier, values) = if first.as_rule() == Rule::quantifier {
-                let all = first.as_str() == "all";
-                let list = next(&mut p, op_span)?;
                 (
-                    Some(all),
-                    list.into_inner()
-                        .map(build_value)
-                        .collect::<PResult<Vec<_>>>()?,
+                    Some(first.as_str() == "all"),
+                    values_of(next(&mut p, op_span)?)?,
                 )
             } else {
                 (None, vec![build_value(first)?])
             };
-            return Ok(Expr {
-                kind: ExprKind::Cmp(Cmp {
-                    field,
-                    cased,
-                    op,
-                    quantifier,
-                    values,
-                }),
-                span,
-            });
+            (
+                Spanned::new(op, op_tok.as_span().into()),
+                quantifier,
+                values,
+            )
         }
         Rule::cmp_op => {
             let op = match op_pair.as_str() {
@@ -505,19 +492,19 @@ fn build_comparison(pair: Pair<Rule>) -> PResult<Expr> {
                 _ => return Err(unexpected(&op_pair)),
             };
             let value = build_value(next(&mut inner, span)?)?;
-            (op, None, vec![value])
+            (Spanned::new(op, op_span), None, vec![value])
         }
         _ => return Err(unexpected(&op_pair)),
     };
-    let op = Spanned::new(op, op_span);
+    let cmp = Cmp {
+        field,
+        cased,
+        op,
+        quantifier,
+        values,
+    };
     Ok(Expr {
-        kind: ExprKind::Cmp(Cmp {
-            field,
-            cased,
-            op,
-            quantifier,
-            values,
-        }),
+        kind: ExprKind::Cmp(cmp),
         span,
     })
 }
