@@ -647,49 +647,65 @@ fn tests_yaml(rule: &Rule, det: &Detection, losses: &mut Vec<Loss>) -> Vec<Json>
         let Some((lt, _)) = log_type(&t.platform) else {
             continue;
         };
-        let Json::Object(event) = &t.event else {
-            losses.push(Loss::not_applicable(
-                &det.stem,
-                format!("test {:?}", t.name),
-                "the test event is not a JSON object",
-            ));
-            continue;
+        // An Event Hub export holds several records; Panther tests one Log
+        // each. "No match" over the file is "no match" for every record, so
+        // it splits exactly; "some record matches" has no per-record form.
+        let records: Vec<(String, &Json)> = match t.event.get("records") {
+            Some(Json::Array(items)) if t.event.as_object().is_some_and(|o| o.len() == 1) => {
+                if t.expect.matched {
+                    losses.push(Loss::not_applicable(
+                        &det.stem,
+                        format!("test {:?}", t.name),
+                        "an Event Hub `records` file matches when one of its records does; a Panther test Log is one event (left out)",
+                    ));
+                    continue;
+                }
+                let n = items.len();
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("{} [record {}/{n}]", t.name, i + 1), r))
+                    .collect()
+            }
+            _ => vec![(t.name.clone(), &t.event)],
         };
-        if event.len() == 1 && event.get("records").is_some_and(Json::is_array) {
-            losses.push(Loss::not_applicable(
-                &det.stem,
-                format!("test {:?}", t.name),
-                "an Event Hub `records` file holds several records; a Panther test Log is one event (left out)",
-            ));
-            continue;
-        }
-        let mut notes = vec![format!("detc test on {}, event {}", t.platform, t.origin)];
-        let mut event = event.clone();
-        match event.get("p_log_type") {
-            Some(Json::String(s)) if s == lt => {}
-            Some(other) => {
-                notes.push(format!(
-                    "p_log_type {other} replaced by {lt}, the log type of platform {}",
-                    t.platform
+        for (name, record) in records {
+            let Json::Object(event) = record else {
+                losses.push(Loss::not_applicable(
+                    &det.stem,
+                    format!("test {name:?}"),
+                    "the test event is not a JSON object",
                 ));
-                event.insert("p_log_type".into(), json!(lt));
+                continue;
+            };
+            let mut notes = vec![format!("detc test on {}, event {}", t.platform, t.origin)];
+            let mut event = event.clone();
+            match event.get("p_log_type") {
+                Some(Json::String(s)) if s == lt => {}
+                Some(other) => {
+                    notes.push(format!(
+                        "p_log_type {other} replaced by {lt}, the log type of platform {}",
+                        t.platform
+                    ));
+                    event.insert("p_log_type".into(), json!(lt));
+                }
+                None => {
+                    event.insert("p_log_type".into(), json!(lt));
+                }
             }
-            None => {
-                event.insert("p_log_type".into(), json!(lt));
+            if let Some(want) = &t.expect.indicators {
+                notes.push(format!(
+                    "detc also expects exactly the indicators [{}]; pat checks only the match (see tests/panther.rs)",
+                    want.join(", ")
+                ));
             }
+            out.push(json!({
+                "name": yq(&name),
+                "expected": t.expect.matched.to_string(),
+                "log": format!("      {}", yaml_json(&Json::Object(event), 6)),
+                "notes": notes.iter().map(|n| comment_text(n)).collect::<Vec<_>>(),
+            }));
         }
-        if let Some(want) = &t.expect.indicators {
-            notes.push(format!(
-                "detc also expects exactly the indicators [{}]; pat checks only the match (see tests/panther.rs)",
-                want.join(", ")
-            ));
-        }
-        out.push(json!({
-            "name": yq(&t.name),
-            "expected": t.expect.matched.to_string(),
-            "log": format!("      {}", yaml_json(&Json::Object(event), 6)),
-            "notes": notes.iter().map(|n| comment_text(n)).collect::<Vec<_>>(),
-        }));
     }
     out
 }

@@ -303,13 +303,18 @@ pub fn run_tests(rule: &Rule) -> Vec<TestResult> {
     rule.tests
         .iter()
         .map(|t| {
-            let verdict = ev
-                .eval_record(rule, &t.platform, &t.event)
-                .unwrap_or(Verdict {
-                    matched: false,
-                    indicators: vec![],
-                    severity: rule.meta.severity,
-                });
+            // An export of several records (Event Hub `{"records": [...]}`)
+            // matches when one of its records does.
+            let no_match = Verdict {
+                matched: false,
+                indicators: vec![],
+                severity: rule.meta.severity,
+            };
+            let verdicts = crate::sources::normalize::records(t.event.clone())
+                .iter()
+                .filter_map(|record| ev.eval_record(rule, &t.platform, record))
+                .collect::<Vec<_>>();
+            let verdict = verdicts.into_iter().find(|v| v.matched).unwrap_or(no_match);
             let mut ok = verdict.matched == t.expect.matched;
             let mut detail = format!(
                 "expected {}, got {}",
