@@ -49,6 +49,15 @@ pub struct Build {
 
 pub fn build(rules: &[&Rule], opts: &Options) -> Build {
     let mut b = Build::default();
+    // A rule whose own tests fail is not built for any target.
+    for rule in rules {
+        for t in crate::eval::run_tests(rule).into_iter().filter(|t| !t.ok) {
+            b.errors.push(format!(
+                "{}: test {:?} [{}] fails: {}",
+                rule.name, t.name, t.platform, t.detail
+            ));
+        }
+    }
     let mut rows = Vec::new();
     for target in &opts.targets {
         for rule in rules {

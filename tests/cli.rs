@@ -81,6 +81,21 @@ fn a_failing_test_fails_the_run() {
         "{out}"
     );
     assert!(out.trim_end().ends_with("passed, 1 failed"), "{out}");
+    // And a rule whose tests fail is not built.
+    let dist = dir.path().join("dist");
+    let o = detc(&[
+        "build",
+        path.to_str().unwrap(),
+        "--out",
+        dist.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("test \"Pod create\" [eks] fails"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dist.exists());
 }
 
 #[test]
