@@ -207,3 +207,42 @@ fn failed_build_leaves_previous_output_untouched() {
     // And nothing was left beside it.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn builds_are_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let o = detc(&["build", "rules", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let files = |root: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = walk(root)
+            .into_iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(root).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (fa, fb) = (files(&a), files(&b));
+    assert!(fa.len() > 40, "{} files", fa.len());
+    assert_eq!(fa, fb);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
