@@ -246,3 +246,43 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn rule_ids_and_names_are_unique_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rule =
+        std::fs::read_to_string(root.join("rules/seeds/seed_002_azure_kubernetes_cronjob.rule"))
+            .unwrap()
+            .replace("\"../events/", "\"events/");
+    let events = dir.path().join("events");
+    std::fs::create_dir(&events).unwrap();
+    for e in std::fs::read_dir(root.join("rules/events")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), events.join(e.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("a.rule"), &rule).unwrap();
+    // Same id under another name, and the same name with another id.
+    std::fs::write(
+        dir.path().join("b.rule"),
+        rule.replace("rule azure_kubernetes_cronjob", "rule other_name"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("c.rule"),
+        rule.replace(
+            "1c71e254-6655-42c1-b2d6-5e4718d7fc0a",
+            "1c71e254-6655-42c1-b2d6-5e4718d7fc0b",
+        ),
+    )
+    .unwrap();
+    let o = detc(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("rule id 1c71e254-6655-42c1-b2d6-5e4718d7fc0a is also the id of `azure_kubernetes_cronjob`"), "{t}");
+    assert!(
+        t.contains("rule name `azure_kubernetes_cronjob` is also used in"),
+        "{t}"
+    );
+    assert!(t.contains("b.rule:") && t.contains("c.rule:"), "{t}");
+}
