@@ -3,7 +3,7 @@
 //! (tests/validators/eql_eval.py) cross-checked against detc's own evaluator,
 //! and hostile values through EQL strings and TOML.
 //!
-//! Needs `.venv/panther` (with eql 1.0.1): run `scripts/setup-validators`.
+//! Needs `.venv/panther` (with eql 1.0.1): run `.ci/setup-validators`.
 
 use detc::backend::elastic::{self, elastic_document, eql_field, lucene_regex, wildcard_literal};
 use detc::backend::{Artifact, LossKind, Rendered, Target};

@@ -6,7 +6,7 @@
 //! - the seed 001 port keeps the seed's seven tests;
 //! - hostile values survive Python literals, YAML and pat unchanged.
 //!
-//! Python runs in the panther venv (`scripts/setup-validators`), through the
+//! Python runs in the panther venv (`.ci/setup-validators`), through the
 //! helper tests/panther_driver.py.
 
 use detc::backend::panther::{self, PyDialect};

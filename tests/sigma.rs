@@ -27,7 +27,7 @@
 //! test's verdict depends on that, it is listed in [`SIGMA_RUST_EXCEPTIONS`]
 //! with the reason, and the test fails if a listed case stops disagreeing.
 //!
-//! Needs `.venv/sigma`: run `scripts/setup-validators`.
+//! Needs `.venv/sigma`: run `.ci/setup-validators`.
 
 use detc::backend::sigma::{self, escape_value, glob_value, tactic_tag, technique_tag};
 use detc::backend::{LossKind, Rendered, Target};

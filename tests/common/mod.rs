@@ -20,7 +20,7 @@ pub fn venv_bin(venv: &str, bin: &str) -> PathBuf {
     let p = dir.join(venv).join("bin").join(bin);
     assert!(
         p.exists(),
-        "{} is missing: run scripts/setup-validators to build the validator venvs",
+        "{} is missing: run .ci/setup-validators to build the validator venvs",
         p.display()
     );
     p

@@ -19,7 +19,7 @@ die() { echo "contentctl.sh: FAIL: $*" >&2; exit 1; }
 
 [ $# -eq 1 ] || die "usage: $0 <dist_splunk_dir>"
 src="$(cd "$1" 2>/dev/null && pwd)" || die "no such directory: $1"
-[ -x "$venv/bin/contentctl" ] || die "$venv/bin/contentctl missing: run scripts/setup-validators"
+[ -x "$venv/bin/contentctl" ] || die "$venv/bin/contentctl missing: run .ci/setup-validators"
 shopt -s nullglob
 dets=("$src"/detections/*.yml)
 macros=("$src"/macros/*.yml)

@@ -17,7 +17,7 @@ die() { echo "panther.sh: FAIL: $*" >&2; exit 1; }
 
 [ $# -eq 1 ] || die "usage: $0 <dist_panther_dir>"
 [ -d "$1" ] || die "no such directory: $1"
-[ -x "$venv/bin/pat" ] || die "$venv/bin/pat missing: run scripts/setup-validators"
+[ -x "$venv/bin/pat" ] || die "$venv/bin/pat missing: run .ci/setup-validators"
 n_yml="$(find "$1" -name '*.yml' -o -name '*.yaml' | wc -l)"
 [ "$n_yml" -gt 0 ] || die "no rule YAML files under $1"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check the validator wrappers themselves: each must pass its good sample in
 # samples/ and reject the matching broken one in samples/broken/.
-# Needs the venvs from scripts/setup-validators. Prints "N passed, N failed".
+# Needs the venvs from .ci/setup-validators. Prints "N passed, N failed".
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

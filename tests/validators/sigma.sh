@@ -20,7 +20,7 @@ die() { echo "sigma.sh: FAIL: $*" >&2; exit 1; }
 
 [ $# -eq 1 ] || die "usage: $0 <dist_sigma_dir>"
 [ -d "$1" ] || die "no such directory: $1"
-[ -x "$venv/bin/sigma" ] || die "$venv/bin/sigma missing: run scripts/setup-validators"
+[ -x "$venv/bin/sigma" ] || die "$venv/bin/sigma missing: run .ci/setup-validators"
 mapfile -t rules < <(find "$1" -name '*.yml' | sort)
 [ ${#rules[@]} -gt 0 ] || die "no *.yml rules under $1"
 
