@@ -740,6 +740,14 @@ fn canon_detection(doc: &Yaml) -> Canon {
     )
 }
 
+/// A YAML sequence of strings.
+fn str_list(v: &Yaml) -> Vec<&str> {
+    let items = v
+        .as_sequence()
+        .unwrap_or_else(|| panic!("not a sequence: {v:?}"));
+    items.iter().map(|x| x.as_str().unwrap()).collect()
+}
+
 fn tag_set(doc: &Yaml) -> BTreeSet<String> {
     doc["tags"]
         .as_sequence()
@@ -952,12 +960,7 @@ fn hostile_values_round_trip_and_keep_their_sigma_meaning() {
         doc["description"].as_str().unwrap(),
         rule.meta.description.trim()
     );
-    let fps: Vec<&str> = doc["falsepositives"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
+    let fps: Vec<&str> = str_list(&doc["falsepositives"]);
     assert_eq!(
         fps,
         rule.meta
@@ -966,12 +969,7 @@ fn hostile_values_round_trip_and_keep_their_sigma_meaning() {
             .map(String::as_str)
             .collect::<Vec<_>>()
     );
-    let refs: Vec<&str> = doc["references"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
+    let refs: Vec<&str> = str_list(&doc["references"]);
     assert_eq!(
         refs,
         rule.meta
@@ -986,12 +984,7 @@ fn hostile_values_round_trip_and_keep_their_sigma_meaning() {
         det["eq"]["user.username"].as_str().unwrap(),
         escape_value(NASTY)
     );
-    let verbs: Vec<&str> = det["weird"]["verb"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
+    let verbs: Vec<&str> = str_list(&det["weird"]["verb"]);
     assert_eq!(
         verbs,
         hostile_verbs
@@ -1355,12 +1348,7 @@ fn two_sources_give_two_linked_documents() {
         .losses
         .iter()
         .any(|l| l.stem == rule.detections[1].stem && l.construct == "output.rename"));
-    let fields: Vec<&str> = a["fields"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = str_list(&a["fields"]);
     assert!(
         fields.starts_with(&["user.username", "objectRef.namespace", "objectRef.name"]),
         "{fields:?}"
