@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{root, run, venv_bin};
+use common::{project_rules, root, run, venv_bin};
 
 fn python() -> PathBuf {
     venv_bin("panther", "python")
@@ -53,21 +53,6 @@ fn py(code: &str, input: &str) -> String {
         code
     );
     String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn all_rules() -> Vec<Rule> {
-    let loads = detc::load::load(&[root().join("rules")]).expect("rules/ loads");
-    assert!(
-        loads.failures.is_empty(),
-        "rules that do not check: {:?}",
-        loads
-            .failures
-            .iter()
-            .map(|r| r.file.name.clone())
-            .collect::<Vec<_>>()
-    );
-    assert!(!loads.rules.is_empty(), "no rules under rules/");
-    loads.rules.into_iter().map(|l| l.rule).collect()
 }
 
 fn compile(text: &str) -> Rule {
@@ -144,7 +129,7 @@ fn std_tests() -> String {
 
 #[test]
 fn every_rule_passes_eql_parser_and_toml_checks() {
-    let rules = all_rules();
+    let rules = project_rules();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut eqls = Vec::new();
     let mut tomls = Vec::new();
@@ -225,7 +210,7 @@ fn every_rule_passes_eql_parser_and_toml_checks() {
 
 #[test]
 fn flagship_and_seed_004_shapes() {
-    let rules = all_rules();
+    let rules = project_rules();
     let flagship = rules
         .iter()
         .find(|r| r.name == "k8s_cronjob_job_write")
@@ -461,7 +446,7 @@ fn cross_check(rule: &Rule) -> (Vec<String>, usize) {
 fn eql_verdicts_agree_with_detc_on_every_rule_test() {
     let mut problems = Vec::new();
     let mut compared = 0;
-    for rule in all_rules() {
+    for rule in project_rules() {
         let (p, n) = cross_check(&rule);
         problems.extend(p);
         compared += n;
