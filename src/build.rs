@@ -45,6 +45,8 @@ pub struct Build {
     pub files: BTreeMap<String, String>,
     pub report: String,
     pub errors: Vec<String>,
+    /// Losses per target, for the command's summary line.
+    pub losses: BTreeMap<Target, usize>,
 }
 
 pub fn build(rules: &[&Rule], opts: &Options) -> Build {
@@ -64,6 +66,7 @@ pub fn build(rules: &[&Rule], opts: &Options) -> Build {
             let outcome = render(rule, *target);
             match &outcome {
                 Ok(r) => {
+                    *b.losses.entry(*target).or_default() += r.losses.len();
                     for loss in &r.losses {
                         let accepted =
                             opts.lossy || rule.meta.lossy.iter().any(|t| t == target.name());

@@ -210,16 +210,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             build::write_atomically(&out, &b.files)
                 .with_context(|| format!("writing {}", out.display()))?;
+            let notes: Vec<String> = b.losses.iter().map(|(t, n)| format!("{t} {n}")).collect();
             println!(
-                "built {} rule(s) for {} into {} ({} files); see {}/REPORT.md",
+                "built {} rule(s) for {} into {} ({} files); notes on what a target cannot express: {}; see {}/REPORT.md",
                 rules.len(),
-                opts.targets
-                    .iter()
-                    .map(|t| t.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                opts.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
                 out.display(),
                 b.files.len(),
+                if notes.is_empty() { "none".to_string() } else { notes.join(", ") },
                 out.display()
             );
             Ok(ExitCode::SUCCESS)

@@ -23,7 +23,9 @@ fn verdict(condition: &str, event: &Value) -> bool {
     let rules = detc::load::compile_text("case.rule", &text, Path::new("."))
         .unwrap_or_else(|r| panic!("{condition}: {r}"));
     let det = &rules[0].detections[0];
-    Evaluator::new().eval_detection(det, rules[0].meta.severity, event).matched
+    Evaluator::new()
+        .eval_detection(det, rules[0].meta.severity, event)
+        .matched
 }
 
 #[test]
@@ -66,7 +68,10 @@ fn semantics_table() {
         (r#"requestObject.**.privileged == true"#, true),
         (r#"requestObject.**.hostNetwork == true"#, true),
         (r#"requestObject.**.missing exists"#, false),
-        (r#"requestObject.spec.**.spec.containers.image endswith ":3.19""#, true),
+        (
+            r#"requestObject.spec.**.spec.containers.image endswith ":3.19""#,
+            true,
+        ),
         // like: whole-value glob, escapes make wildcards literal.
         (r#"objectRef.name like "a\\*b\\?c\\\\d""#, true),
         (r#"objectRef.name like "A*D""#, true),
@@ -78,7 +83,10 @@ fn semantics_table() {
         (r#"requestObject.**.image cased matches /alpine/"#, false),
         (r#"verb matches /(get|list)/"#, false),
         // Numbers compare numerically, numeric strings as numbers.
-        (r#"responseStatus.code >= 200 and responseStatus.code < 300"#, true),
+        (
+            r#"responseStatus.code >= 200 and responseStatus.code < 300"#,
+            true,
+        ),
         (r#"responseStatus.code == 201.0"#, true),
         (r#"stage > 400"#, true),
         (r#"verb > 1"#, false),
@@ -87,8 +95,14 @@ fn semantics_table() {
         (r#"sourceIPs cidr "fd00::/8""#, true),
         (r#"sourceIPs cidr "192.168.0.0/16""#, false),
         // Precedence: not > and > or.
-        (r#"verb == "get" and verb == "create" or objectRef.resource == "cronjobs""#, true),
-        (r#"verb == "get" and (verb == "create" or objectRef.resource == "cronjobs")"#, false),
+        (
+            r#"verb == "get" and verb == "create" or objectRef.resource == "cronjobs""#,
+            true,
+        ),
+        (
+            r#"verb == "get" and (verb == "create" or objectRef.resource == "cronjobs")"#,
+            false,
+        ),
         (r#"not verb == "get" and verb == "create""#, true),
     ];
     let mut wrong = Vec::new();
