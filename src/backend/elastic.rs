@@ -1693,7 +1693,9 @@ fn render_detection(
         }
     }
     if det.source == "kubernetes.audit" && det.platforms.iter().any(|p| p == "gke") {
-        losses.push(Loss::not_applicable(
+        // The rule claims GKE coverage that no Elastic query can give: a loss
+        // of meaning, not a missing setting.
+        losses.push(Loss::unsupported(
             stem,
             "platform gke",
             "the Elastic Kubernetes integration keeps GKE audit records as kubernetes.audit.protoPayload.* without deriving verb, objectRef or user, and keeps the gRPC status code (1..16 on failure) in responseStatus.code: this rule does not see GKE events as detc normalises them",
