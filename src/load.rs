@@ -96,6 +96,10 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             }
         }
     }
+    if out.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!("no .rule files under {}", shown.join(", ")));
+    }
     Ok(out)
 }
 

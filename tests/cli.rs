@@ -42,6 +42,13 @@ fn exit_codes() {
         Some(1)
     );
     assert_eq!(detc(&["check", "no/such/dir"]).status.code(), Some(2));
+    let o = detc(&["check", "docs"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("no .rule files under docs"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(detc(&["frobnicate"]).status.code(), Some(2));
     let help = text(&detc(&["--help"]));
     assert!(help.contains("Exit codes"), "{help}");
