@@ -584,19 +584,28 @@ impl SearchTerms<'_> {
     }
 }
 
+/// SPL's boolean tokens, the same in search terms and in `where`: upper-case
+/// operators, and every nested group parenthesised (the search command
+/// evaluates OR before AND, `where` the reverse).
+macro_rules! spl_boolean_tokens {
+    () => {
+        fn and_op(&self) -> &str {
+            " AND "
+        }
+        fn or_op(&self) -> &str {
+            " OR "
+        }
+        fn not_prefix(&self) -> &str {
+            "NOT "
+        }
+        fn always_parenthesise(&self) -> bool {
+            true
+        }
+    };
+}
+
 impl Dialect for SearchTerms<'_> {
-    fn and_op(&self) -> &str {
-        " AND "
-    }
-    fn or_op(&self) -> &str {
-        " OR "
-    }
-    fn not_prefix(&self) -> &str {
-        "NOT "
-    }
-    fn always_parenthesise(&self) -> bool {
-        true
-    }
+    spl_boolean_tokens!();
     fn cmp(&self, c: &Cmp) -> Result<String, String> {
         let name = spl_field_name(self.cat, &c.field)?;
         let f = search_field(&name)?;
@@ -750,18 +759,7 @@ impl WhereExpr<'_> {
 }
 
 impl Dialect for WhereExpr<'_> {
-    fn and_op(&self) -> &str {
-        " AND "
-    }
-    fn or_op(&self) -> &str {
-        " OR "
-    }
-    fn not_prefix(&self) -> &str {
-        "NOT "
-    }
-    fn always_parenthesise(&self) -> bool {
-        true
-    }
+    spl_boolean_tokens!();
     fn cmp(&self, c: &Cmp) -> Result<String, String> {
         let name = spl_field_name(self.cat, &c.field)?;
         let r = where_field(&name)?;
