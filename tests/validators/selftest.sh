@@ -36,5 +36,9 @@ check ok   "eql_eval verdicts on samples/elastic"       bash -c \
   '[ "$("$0" "$1/eql_eval.py" "$2/elastic/kubernetes_cronjob_or_job_created_or_modified.eql" "$2/elastic/events.ndjson" | tr "\n" " ")" = "true true false false " ]' \
   "$py" "$here" "$s"
 
+# --- Sentinel KQL (kql_check.js, kql_eval.py, sentinel_yaml.py)
+
+# --- Elastic ES|QL (esql_parse.py, esql_eval.py)
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
