@@ -36,7 +36,7 @@ pub struct Outcome {
 
 /// Render one rule for one target.
 pub fn render(rule: &Rule, target: Target) -> Result<Rendered, BackendError> {
-    target.backend().render(rule)
+    crate::backend::backend(target).render(rule)
 }
 
 /// The build: files relative to the output directory, the report, and errors.
@@ -68,8 +68,7 @@ pub fn build(rules: &[&Rule], opts: &Options) -> Build {
                 Ok(r) => {
                     *b.losses.entry(*target).or_default() += r.losses.len();
                     for loss in &r.losses {
-                        let accepted =
-                            opts.lossy || rule.meta.lossy.iter().any(|t| t == target.name());
+                        let accepted = opts.lossy || rule.meta.lossy.contains(target);
                         let fatal =
                             opts.strict || (loss.kind == LossKind::Unsupported && !accepted);
                         if fatal {
@@ -96,7 +95,7 @@ pub fn build(rules: &[&Rule], opts: &Options) -> Build {
                 result: outcome,
             });
         }
-        match target.backend().shared(rules) {
+        match crate::backend::backend(*target).shared(rules) {
             Ok(files) => files.iter().for_each(|f| add_file(&mut b, *target, f)),
             Err(e) => b.errors.push(format!("{target}: {e}")),
         }

@@ -5,6 +5,7 @@
 //! catalog, regexes are portable, metadata is well-formed. Backends never see
 //! the surface syntax.
 
+use crate::target::Target;
 use serde::Serialize;
 use std::fmt;
 
@@ -41,7 +42,7 @@ pub struct Meta {
     pub tags: Vec<String>,
     /// Targets for which the author accepts a visible, reported loss of
     /// constructs the target cannot express (`lossy = [sigma]`).
-    pub lossy: Vec<String>,
+    pub lossy: Vec<Target>,
 }
 
 #[derive(Debug, Clone, Serialize)]

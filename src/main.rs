@@ -273,6 +273,5 @@ fn print_failures(loads: &Loads) {
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
-    Target::parse(s)
-        .ok_or_else(|| format!("unknown target `{s}` (splunk, elastic, panther, sigma)"))
+    Target::parse(s).ok_or_else(|| format!("unknown target `{s}` ({})", Target::names()))
 }

@@ -1022,7 +1022,7 @@ fn flagship_reports_schedule_and_risk_as_not_applicable() {
         .all(|l| l.kind == detc::backend::LossKind::NotApplicable));
     for f in &r.files {
         assert!(
-            f.contents.contains("not_applicable: output.schedule"),
+            f.contents.contains("not applicable: output.schedule"),
             "{} lacks the loss note",
             f.path
         );

@@ -1252,15 +1252,21 @@ fn attack_ids_become_sigma_tags() {
         "TA0043", "TA0042", "TA0001", "TA0002", "TA0003", "TA0004", "TA0005", "TA0006", "TA0007",
         "TA0008", "TA0009", "TA0011", "TA0010", "TA0040",
     ];
-    let tags: BTreeSet<&str> = ids
+    let tags: BTreeSet<String> = ids
         .iter()
         .map(|i| tactic_tag(i).unwrap_or_else(|| panic!("{i}")))
         .collect();
     assert_eq!(tags.len(), 14);
-    assert_eq!(tactic_tag("TA0002"), Some("attack.execution"));
-    assert_eq!(tactic_tag("TA0003"), Some("attack.persistence"));
-    assert_eq!(tactic_tag("TA0004"), Some("attack.privilege-escalation"));
-    assert_eq!(tactic_tag("TA0011"), Some("attack.command-and-control"));
+    assert_eq!(tactic_tag("TA0002"), Some("attack.execution".to_string()));
+    assert_eq!(tactic_tag("TA0003"), Some("attack.persistence".to_string()));
+    assert_eq!(
+        tactic_tag("TA0004"),
+        Some("attack.privilege-escalation".to_string())
+    );
+    assert_eq!(
+        tactic_tag("TA0011"),
+        Some("attack.command-and-control".to_string())
+    );
     assert_eq!(tactic_tag("TA0027"), None);
     assert!(tags
         .iter()

@@ -49,8 +49,10 @@
 //! - Numbers only on numeric fields; booleans on boolean fields (or as the
 //!   text `"true"`/`"false"` on keyword fields).
 
+use super::attack::{self, Threat};
 use super::printer::{self, Dialect, Unprintable};
-use super::{Artifact, Backend, BackendError, Loss, LossKind, Rendered, Target};
+use super::schedule::{self, Window};
+use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
 use crate::ir::{Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Status, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -1103,358 +1105,30 @@ fn set_path(doc: &mut Map<String, Json>, name: &str, value: Json) {
     cur.entry(last.to_string()).or_insert(value);
 }
 
-// ------------------------------------------------------------------ ATT&CK
-
-const ATTACK: &str = "https://attack.mitre.org";
-
-/// Enterprise tactics, in matrix order.
-const TACTICS: &[(&str, &str)] = &[
-    ("TA0043", "Reconnaissance"),
-    ("TA0042", "Resource Development"),
-    ("TA0001", "Initial Access"),
-    ("TA0002", "Execution"),
-    ("TA0003", "Persistence"),
-    ("TA0004", "Privilege Escalation"),
-    ("TA0005", "Defense Evasion"),
-    ("TA0006", "Credential Access"),
-    ("TA0007", "Discovery"),
-    ("TA0008", "Lateral Movement"),
-    ("TA0009", "Collection"),
-    ("TA0011", "Command and Control"),
-    ("TA0010", "Exfiltration"),
-    ("TA0040", "Impact"),
-];
-
-/// Techniques used by container and cloud rules: id, name, tactics
-/// (sub-techniques inherit their parent's tactics).
-const TECHNIQUES: &[(&str, &str, &[&str])] = &[
-    (
-        "T1053",
-        "Scheduled Task/Job",
-        &["TA0002", "TA0003", "TA0004"],
-    ),
-    ("T1053.003", "Cron", &[]),
-    ("T1053.007", "Container Orchestration Job", &[]),
-    (
-        "T1078",
-        "Valid Accounts",
-        &["TA0005", "TA0003", "TA0004", "TA0001"],
-    ),
-    ("T1078.001", "Default Accounts", &[]),
-    ("T1078.004", "Cloud Accounts", &[]),
-    ("T1098", "Account Manipulation", &["TA0003", "TA0004"]),
-    ("T1098.006", "Additional Container Cluster Roles", &[]),
-    ("T1525", "Implant Internal Image", &["TA0003"]),
-    ("T1552", "Unsecured Credentials", &["TA0006"]),
-    ("T1552.007", "Container API", &[]),
-    ("T1609", "Container Administration Command", &["TA0002"]),
-    ("T1610", "Deploy Container", &["TA0005", "TA0002"]),
-    ("T1611", "Escape to Host", &["TA0004"]),
-    ("T1613", "Container and Resource Discovery", &["TA0007"]),
-];
-
-#[derive(Debug, Clone, Serialize)]
-struct AttackRef {
-    id: String,
-    name: String,
-    reference: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Technique {
-    id: String,
-    name: String,
-    reference: String,
-    subtechniques: Vec<AttackRef>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Threat {
-    tactic: AttackRef,
-    techniques: Vec<Technique>,
-}
-
-fn tactic_ref(id: &str) -> Option<AttackRef> {
-    TACTICS
-        .iter()
-        .find(|(t, _)| *t == id)
-        .map(|(t, n)| AttackRef {
-            id: t.to_string(),
-            name: n.to_string(),
-            reference: format!("{ATTACK}/tactics/{t}/"),
-        })
-}
-
-fn technique_entry(id: &str) -> Option<(&'static str, &'static [&'static str])> {
-    TECHNIQUES
-        .iter()
-        .find(|(t, _, _)| *t == id)
-        .map(|(_, n, tac)| (*n, *tac))
-}
-
-/// `[[rule.threat]]` entries, one per tactic, with the techniques of that tactic.
-fn threats(rule: &Rule, stem: &str, losses: &mut Vec<Loss>) -> Vec<Threat> {
-    // technique id -> (parent id, sub-technique ids)
-    let mut techs: Vec<(String, Vec<String>, &'static [&'static str])> = Vec::new();
-    for t in &rule.meta.techniques {
-        let parent = t.split('.').next().unwrap_or(t).to_string();
-        let (Some((_, tactics)), true) = (technique_entry(&parent), technique_entry(t).is_some())
-        else {
-            losses.push(Loss::not_applicable(
-                stem,
-                format!("attack {t}"),
-                "not in detc's ATT&CK name table (src/backend/elastic.rs), so it is left out of [[rule.threat]]",
-            ));
-            continue;
-        };
-        let slot = match techs.iter_mut().position(|(p, _, _)| *p == parent) {
-            Some(i) => &mut techs[i],
-            None => {
-                techs.push((parent.clone(), Vec::new(), tactics));
-                techs.last_mut().expect("just pushed")
-            }
-        };
-        if t.contains('.') && !slot.1.contains(t) {
-            slot.1.push(t.clone());
-        }
-    }
-    let mut tactic_ids: Vec<String> = Vec::new();
-    for t in &rule.meta.tactics {
-        if tactic_ref(t).is_some() {
-            if !tactic_ids.contains(t) {
-                tactic_ids.push(t.clone());
-            }
-        } else {
-            losses.push(Loss::not_applicable(
-                stem,
-                format!("attack {t}"),
-                "not an ATT&CK enterprise tactic detc knows",
-            ));
-        }
-    }
-    // A technique none of the rule's tactics covers is filed under its own tactics.
-    for (_, _, tactics) in &techs {
-        if !tactics.iter().any(|t| tactic_ids.iter().any(|x| x == t)) {
-            for t in tactics.iter() {
-                if !tactic_ids.iter().any(|x| x == t) {
-                    tactic_ids.push(t.to_string());
-                }
-            }
-        }
-    }
-    tactic_ids
-        .iter()
-        .filter_map(|tid| {
-            let tactic = tactic_ref(tid)?;
-            let techniques = techs
-                .iter()
-                .filter(|(_, _, tactics)| tactics.contains(&tid.as_str()))
-                .map(|(parent, subs, _)| Technique {
-                    id: parent.clone(),
-                    name: technique_entry(parent)
-                        .map(|(n, _)| n)
-                        .unwrap_or_default()
-                        .to_string(),
-                    reference: format!("{ATTACK}/techniques/{parent}/"),
-                    subtechniques: subs
-                        .iter()
-                        .map(|s| AttackRef {
-                            id: s.clone(),
-                            name: technique_entry(s)
-                                .map(|(n, _)| n)
-                                .unwrap_or_default()
-                                .to_string(),
-                            reference: format!("{ATTACK}/techniques/{}/", s.replace('.', "/")),
-                        })
-                        .collect(),
-                })
-                .collect();
-            Some(Threat { tactic, techniques })
-        })
-        .collect()
-}
-
-// ------------------------------------------------------------------ schedule
-
-/// `-70m@m` -> (seconds, snap); only relative times in s/m/h/d/w.
-fn relative_seconds(t: &str) -> Option<(u64, Option<String>)> {
-    let t = t.trim();
-    if t.is_empty() || t == "now" || t == "0" {
-        return Some((0, None));
-    }
-    let (span, snap) = match t.split_once('@') {
-        Some((a, b)) => (a, Some(b.to_string())),
-        None => (t, None),
-    };
-    let span = span.strip_prefix('-')?;
-    let digits: String = span.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let n: u64 = if digits.is_empty() {
-        1
-    } else {
-        digits.parse().ok()?
-    };
-    let unit = &span[digits.len()..];
-    let secs = match unit {
-        "s" | "sec" | "secs" | "second" | "seconds" => n,
-        "m" | "min" | "mins" | "minute" | "minutes" => n * 60,
-        "h" | "hr" | "hrs" | "hour" | "hours" => n * 3600,
-        "d" | "day" | "days" => n * 86400,
-        "w" | "week" | "weeks" => n * 7 * 86400,
-        _ => return None,
-    };
-    Some((secs, snap.filter(|s| !s.is_empty())))
-}
-
-/// A duration in seconds as Elastic writes it (`1h`, `70m`, `30s`).
-fn span(secs: u64) -> String {
-    match secs {
-        0 => "0s".into(),
-        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        s if s.is_multiple_of(60) => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
-fn minutes(m: u64) -> String {
-    span(m * 60)
-}
-
-/// The interval of a simple cron, and whether its phase (a fixed minute or
-/// hour) is lost, since Elastic runs a rule every interval from when it is enabled.
-fn cron_interval(cron: &str) -> Option<(u64, bool)> {
-    let f: Vec<&str> = cron.split_whitespace().collect();
-    let [min, hour, dom, mon, dow] = f.as_slice() else {
-        return None;
-    };
-    if (*dom, *mon, *dow) != ("*", "*", "*") {
-        return None;
-    }
-    let step = |s: &str| -> Option<u64> {
-        match s {
-            "*" => Some(1),
-            _ => s
-                .strip_prefix("*/")
-                .and_then(|n| n.parse().ok())
-                .filter(|n| *n > 0),
-        }
-    };
-    let fixed = |s: &str, max: u64| s.parse::<u64>().ok().filter(|n| *n < max);
-    match (step(min), step(hour)) {
-        (Some(m), Some(1)) if *hour == "*" => Some((m, false)),
-        (None, Some(h)) if fixed(min, 60).is_some() => Some((h * 60, true)),
-        (None, None) if fixed(min, 60).is_some() && fixed(hour, 24).is_some() => {
-            Some((24 * 60, true))
-        }
-        _ => None,
-    }
-}
-
-struct Window {
-    from: String,
-    interval: String,
-    to: Option<String>,
-}
-
-fn window(det: &Detection, losses: &mut Vec<Loss>) -> Window {
-    let Some(s) = &det.output.schedule else {
-        // Elastic's defaults: every 5 minutes over the last 6.
-        return Window {
-            from: "now-6m".into(),
-            interval: "5m".into(),
-            to: None,
-        };
-    };
-    let stem = &det.stem;
-    let earliest = relative_seconds(&s.earliest);
-    let latest = relative_seconds(&s.latest);
-    let interval = match cron_interval(&s.cron) {
-        Some((m, phase)) => {
-            if phase {
-                losses.push(Loss::not_applicable(
-                    stem,
-                    "output.schedule.cron",
-                    format!(
-                        "`{}` runs at a fixed time; an Elastic rule runs every {} from when it is enabled",
-                        s.cron,
-                        minutes(m)
-                    ),
-                ));
-            }
-            m
-        }
-        None => {
-            let m = match (&earliest, &latest) {
-                (Some((e, _)), Some((l, _))) if e > l => (e - l).div_ceil(60),
-                _ => 5,
-            };
-            losses.push(Loss::not_applicable(
-                stem,
-                "output.schedule.cron",
-                format!(
-                    "`{}` is not a simple interval; the rule runs every {}",
-                    s.cron,
-                    minutes(m)
-                ),
-            ));
-            m
-        }
-    };
-    let mut snaps = Vec::new();
-    let from = match &earliest {
-        Some((e, snap)) if *e > 0 => {
-            snaps.extend(snap.clone());
-            format!("now-{}", span(*e))
-        }
-        _ => {
-            losses.push(Loss::not_applicable(
-                stem,
-                "output.schedule.earliest",
-                format!(
-                    "`{}` is not a relative time; the rule looks back {}",
-                    s.earliest,
-                    minutes(interval + 1)
-                ),
-            ));
-            format!("now-{}", minutes(interval + 1))
-        }
-    };
-    let to = match &latest {
-        Some((0, _)) => None,
-        Some((l, snap)) => {
-            snaps.extend(snap.clone());
-            Some(format!("now-{}", span(*l)))
-        }
-        None => {
-            losses.push(Loss::not_applicable(
-                stem,
-                "output.schedule.latest",
-                format!(
-                    "`{}` is not a relative time; the rule searches up to now",
-                    s.latest
-                ),
-            ));
-            None
-        }
-    };
-    snaps.dedup();
-    if !snaps.is_empty() {
-        losses.push(Loss::not_applicable(
-            stem,
-            "output.schedule",
-            format!(
-                "snapping to `@{}` has no place in an Elastic rule window (from/to are relative to the run time)",
-                snaps.join("`, `@")
-            ),
-        ));
-    }
-    Window {
-        from,
-        interval: minutes(interval),
-        to,
-    }
-}
-
 // ------------------------------------------------------------------ rendering
+
+/// A detection-rules window: `from`, `interval` and `to` as Elastic writes them.
+pub(crate) struct ElasticWindow {
+    pub from: String,
+    pub interval: String,
+    pub to: Option<String>,
+}
+
+/// The rule's schedule as an Elastic window; without one, Elastic's default
+/// of every 5 minutes over the last 6.
+pub(crate) fn elastic_window(det: &Detection, losses: &mut Vec<Loss>) -> ElasticWindow {
+    let default = Window {
+        interval_min: 5,
+        from_secs: 6 * 60,
+        to_secs: 0,
+    };
+    let w = schedule::window(det, "an Elastic rule", default, losses);
+    ElasticWindow {
+        from: format!("now-{}", schedule::span(w.from_secs)),
+        interval: schedule::minutes(w.interval_min),
+        to: (w.to_secs > 0).then(|| format!("now-{}", schedule::span(w.to_secs))),
+    }
+}
 
 #[derive(Serialize)]
 struct TomlCtx {
@@ -1578,7 +1252,7 @@ struct Doc<'a> {
     rule: &'a Rule,
     det: &'a Detection,
     ctx: &'a Ctx,
-    window: &'a Window,
+    window: &'a ElasticWindow,
     threats: &'a [Threat],
     tags: &'a [String],
     notes: &'a [String],
@@ -1702,8 +1376,8 @@ fn render_detection(
         ));
     }
     output_losses(det, rule.meta.severity, &mut losses);
-    let window = window(det, &mut losses);
-    let threats = threats(rule, stem, &mut losses);
+    let window = elastic_window(det, &mut losses);
+    let threats = attack::threats(rule, stem, &mut losses);
     if rule.meta.severity == Severity::Informational {
         losses.push(Loss::not_applicable(
             stem,
@@ -1749,17 +1423,7 @@ fn render_detection(
         new
     });
 
-    let notes: Vec<String> = losses
-        .iter()
-        .map(|l| {
-            let kind = if l.kind == LossKind::Unsupported {
-                "unsupported"
-            } else {
-                "not applicable"
-            };
-            format!("{kind}: {}: {}", l.construct, l.reason)
-        })
-        .collect();
+    let notes: Vec<String> = losses.iter().map(Loss::note).collect();
     let base =
         uuid::Uuid::parse_str(&rule.meta.id).map_err(|e| BackendError(format!("rule id: {e}")))?;
     let det_id = if index == 0 {

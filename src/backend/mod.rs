@@ -11,60 +11,31 @@
 //! Every note appears as a comment in the generated file and in the build
 //! report; `--strict` turns every note into an error.
 
+pub mod attack;
 pub mod elastic;
+pub mod esql;
 pub mod panther;
 pub mod printer;
+pub mod schedule;
+pub mod sentinel;
 pub mod sigma;
 pub mod splunk;
 pub mod text;
 
 use crate::ir::Rule;
+pub use crate::target::Target;
 use serde::Serialize;
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Splunk,
-    Elastic,
-    Panther,
-    Sigma,
-}
-
-impl Target {
-    pub const ALL: [Target; 4] = [
-        Target::Splunk,
-        Target::Elastic,
-        Target::Panther,
-        Target::Sigma,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Splunk => "splunk",
-            Target::Elastic => "elastic",
-            Target::Panther => "panther",
-            Target::Sigma => "sigma",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|t| t.name() == s)
-    }
-
-    pub fn backend(self) -> &'static dyn Backend {
-        match self {
-            Target::Splunk => &splunk::Splunk,
-            Target::Elastic => &elastic::Elastic,
-            Target::Panther => &panther::Panther,
-            Target::Sigma => &sigma::Sigma,
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// The renderer of a target.
+pub fn backend(target: Target) -> &'static dyn Backend {
+    match target {
+        Target::Splunk => &splunk::Splunk,
+        Target::Elastic => &elastic::Elastic,
+        Target::Panther => &panther::Panther,
+        Target::Sigma => &sigma::Sigma,
+        Target::Sentinel => &sentinel::Sentinel,
+        Target::Esql => &esql::Esql,
     }
 }
 
@@ -112,6 +83,24 @@ impl Loss {
             construct: construct.into(),
             reason: reason.into(),
         }
+    }
+}
+
+impl LossKind {
+    /// How notes in generated files name the kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            LossKind::Unsupported => "unsupported",
+            LossKind::NotApplicable => "not applicable",
+        }
+    }
+}
+
+impl Loss {
+    /// The note a generated file carries for this loss (one line, before
+    /// the target's comment escaping): `<kind>: <construct>: <reason>`.
+    pub fn note(&self) -> String {
+        format!("{}: {}: {}", self.kind.label(), self.construct, self.reason)
     }
 }
 
@@ -210,6 +199,8 @@ fn all_templates() -> impl Iterator<Item = &'static (&'static str, &'static str)
         .chain(elastic::TEMPLATES)
         .chain(panther::TEMPLATES)
         .chain(sigma::TEMPLATES)
+        .chain(sentinel::TEMPLATES)
+        .chain(esql::TEMPLATES)
 }
 
 /// Render with a template, mapping tera errors.

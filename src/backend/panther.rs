@@ -16,7 +16,7 @@
 
 use super::printer::{self, Dialect};
 use super::text::{comment_text, python_str, yaml_str};
-use super::{Artifact, Backend, BackendError, Loss, LossKind, Rendered, Target};
+use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
 use crate::ir::{
     Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Status, TemplatePart, Value,
 };
@@ -427,7 +427,7 @@ fn python_file(rule: &Rule, det: &Detection, losses: &[Loss]) -> Result<String, 
         "related": m.related.iter().map(|r| json!({"id": r.id, "type": r.kind.as_str()})).collect::<Vec<_>>(),
         "tags": m.tags,
     });
-    let loss_list: Vec<Json> = losses.iter().map(|l| Json::String(loss_text(l))).collect();
+    let loss_list: Vec<Json> = losses.iter().map(|l| Json::String(l.note())).collect();
     let type_map = format!(
         "{{{}}}",
         types
@@ -443,7 +443,7 @@ fn python_file(rule: &Rule, det: &Detection, losses: &[Loss]) -> Result<String, 
         "notes",
         &losses
             .iter()
-            .map(|l| comment_text(&loss_text(l)))
+            .map(|l| comment_text(&l.note()))
             .collect::<Vec<_>>(),
     );
     ctx.insert("meta", &py_literal(&meta));
@@ -509,14 +509,6 @@ pub fn yaml_json(v: &Json, indent: usize) -> String {
             format!("{{\n{}\n{pad}}}", body.join(",\n"))
         }
     }
-}
-
-fn loss_text(l: &Loss) -> String {
-    let kind = match l.kind {
-        LossKind::Unsupported => "unsupported",
-        LossKind::NotApplicable => "not_applicable",
-    };
-    format!("{kind}: {}: {}", l.construct, l.reason)
 }
 
 /// A Panther name (`RuleID`, `DisplayName`) may not contain `" & < > %`.
@@ -718,7 +710,7 @@ fn yaml_file(
     tests: Vec<Json>,
 ) -> Result<String, BackendError> {
     let m = &rule.meta;
-    let mut notes: Vec<String> = losses.iter().map(loss_text).collect();
+    let mut notes: Vec<String> = losses.iter().map(Loss::note).collect();
     let title = if index == 0 {
         m.title.clone()
     } else {

@@ -73,30 +73,9 @@ impl Backend for Sigma {
 // ---------------------------------------------------------------------------
 // Metadata
 
-/// The 14 ATT&CK Enterprise tactics and their Sigma tags.
-pub const TACTICS: &[(&str, &str)] = &[
-    ("TA0043", "attack.reconnaissance"),
-    ("TA0042", "attack.resource-development"),
-    ("TA0001", "attack.initial-access"),
-    ("TA0002", "attack.execution"),
-    ("TA0003", "attack.persistence"),
-    ("TA0004", "attack.privilege-escalation"),
-    ("TA0005", "attack.defense-evasion"),
-    ("TA0006", "attack.credential-access"),
-    ("TA0007", "attack.discovery"),
-    ("TA0008", "attack.lateral-movement"),
-    ("TA0009", "attack.collection"),
-    ("TA0011", "attack.command-and-control"),
-    ("TA0010", "attack.exfiltration"),
-    ("TA0040", "attack.impact"),
-];
-
 /// The Sigma tag of an ATT&CK tactic id (`TA0003` -> `attack.persistence`).
-pub fn tactic_tag(id: &str) -> Option<&'static str> {
-    TACTICS
-        .iter()
-        .find(|(t, _)| t.eq_ignore_ascii_case(id))
-        .map(|(_, tag)| *tag)
+pub fn tactic_tag(id: &str) -> Option<String> {
+    super::attack::tactic_slug(id).map(|slug| format!("attack.{slug}"))
 }
 
 /// The Sigma tag of an ATT&CK technique (`T1053.007` -> `attack.t1053.007`).
@@ -241,7 +220,7 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
     let mut tags: Vec<String> = Vec::new();
     for t in &meta.tactics {
         match tactic_tag(t) {
-            Some(tag) => tags.push(tag.to_string()),
+            Some(tag) => tags.push(tag),
             None => losses.push(Loss::not_applicable(
                 stem,
                 format!("attack {t}"),
@@ -1136,10 +1115,7 @@ fn yaml_printable(c: char) -> bool {
 /// One loss as comment lines: `kind: construct: reason`, the reason's own
 /// lines kept as continuation lines.
 fn note_lines(l: &Loss) -> Vec<String> {
-    let kind = match l.kind {
-        super::LossKind::Unsupported => "unsupported",
-        super::LossKind::NotApplicable => "not applicable",
-    };
+    let kind = l.kind.label();
     let mut lines: Vec<String> = l
         .reason
         .split(is_break)

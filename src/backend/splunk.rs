@@ -335,11 +335,7 @@ fn render_detection(
 /// A loss as one line of comment text: no line breaks or other control
 /// characters, and `drop` written as `'` (backticks would end an SPL comment).
 fn note_text(l: &Loss, drop: &str) -> String {
-    let kind = match l.kind {
-        super::LossKind::Unsupported => "unsupported",
-        super::LossKind::NotApplicable => "not applicable",
-    };
-    format!("{kind}: {}: {}", l.construct, l.reason)
+    l.note()
         .chars()
         .map(|c| {
             // Also the characters YAML 1.1 reads as line breaks.

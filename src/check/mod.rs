@@ -9,6 +9,7 @@ use crate::diag::{Diagnostic, Span};
 use crate::ir::{self, Expr, Field, Op, Seg};
 use crate::sources::{self, Catalog, FieldType};
 use crate::syntax::ast::{self, CmpOp, ExprKind, FieldSeg, ListItem, Setting, Spanned, ValueKind};
+use crate::target::Target;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
@@ -98,9 +99,6 @@ const META_KEYS: &[&str] = &[
     "tags",
     "lossy",
 ];
-
-/// Target names accepted by `lossy = [..]`.
-pub const TARGET_NAMES: &[&str] = &["splunk", "elastic", "panther", "sigma"];
 
 const OUTPUT_KEYS: &[&str] = &[
     "group_by",
@@ -267,9 +265,9 @@ impl<'a> Checker<'a> {
         let mut lossy = Vec::new();
         if let Some(s) = seen.get("lossy") {
             for item in self.list(&s.value).unwrap_or_default() {
-                let opts: Vec<(&str, &str)> = TARGET_NAMES.iter().map(|t| (*t, *t)).collect();
+                let opts: Vec<(&str, Target)> = Target::ALL.map(|t| (t.name(), t)).to_vec();
                 if let Some(t) = self.enum_value(&item.value, &opts, "target") {
-                    lossy.push(t.to_string());
+                    lossy.push(t);
                 }
             }
         }
