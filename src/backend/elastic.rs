@@ -139,22 +139,17 @@ pub fn field_table(source: &str) -> Option<&'static SourceTable> {
 /// Azure `durationMs` is stored as `event.duration` in nanoseconds.
 const SCALES: &[(&str, &str, i64)] = &[("azure.activity", "durationMs", 1_000_000)];
 
-/// Tags and display names per source (Elastic's tag taxonomy).
-const SOURCE_INFO: &[(&str, &str, &[&str])] = &[
+/// Tags per source (Elastic's tag taxonomy).
+const SOURCE_TAGS: &[(&str, &[&str])] = &[
     (
         "kubernetes.audit",
-        "Kubernetes audit logs",
         &[
             "Data Source: Kubernetes",
             "Domain: Container",
             "Domain: Kubernetes",
         ],
     ),
-    (
-        "azure.activity",
-        "Azure activity logs",
-        &["Data Source: Azure", "Domain: Cloud"],
-    ),
+    ("azure.activity", &["Data Source: Azure", "Domain: Cloud"]),
 ];
 
 /// `a."b.c".d` -> `["a", "b.c", "d"]`.
@@ -1392,10 +1387,10 @@ fn render_detection(
             "detection-rules TOML has no related-rules field",
         ));
     }
-    let mut tags: Vec<String> = SOURCE_INFO
+    let mut tags: Vec<String> = SOURCE_TAGS
         .iter()
-        .find(|(s, _, _)| *s == det.source)
-        .map(|(_, _, t)| t.iter().map(|x| x.to_string()).collect())
+        .find(|(s, _)| *s == det.source)
+        .map(|(_, t)| t.iter().map(|x| x.to_string()).collect())
         .unwrap_or_default();
     tags.push("Use Case: Threat Detection".into());
     for th in &threats {
@@ -1431,15 +1426,7 @@ fn render_detection(
     } else {
         uuid::Uuid::new_v5(&base, format!("source:{}", det.source).as_bytes())
     };
-    let name = if index == 0 {
-        rule.meta.title.clone()
-    } else {
-        let shown = SOURCE_INFO
-            .iter()
-            .find(|(s, _, _)| *s == det.source)
-            .map_or(det.source.as_str(), |(_, n, _)| n);
-        format!("{} ({shown})", rule.meta.title)
-    };
+    let name = super::naming::detection_title(rule, index);
     let doc = Doc {
         rule,
         det,

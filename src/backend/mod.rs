@@ -14,12 +14,14 @@
 pub mod attack;
 pub mod elastic;
 pub mod esql;
+pub mod naming;
 pub mod panther;
 pub mod printer;
 pub mod schedule;
 pub mod sentinel;
 pub mod sigma;
 pub mod splunk;
+pub mod table;
 pub mod text;
 
 use crate::ir::Rule;

@@ -24,8 +24,22 @@ pub trait Dialect {
     fn reference(&self, _name: &str) -> Option<String> {
         None
     }
+    /// `not` takes its operand in parentheses whatever its precedence
+    /// (KQL's `not()` is a function; ES|QL reads `NOT a == b` less clearly).
+    fn not_parenthesises(&self) -> bool {
+        false
+    }
     /// One comparison, or why the target cannot express it.
     fn cmp(&self, c: &Cmp) -> Result<String, String>;
+    /// One comparison below a `not` (`negated`) or not. Targets with SQL's
+    /// three-valued logic, where a comparison on an absent field is null and
+    /// `not null` is null, override this to make the comparison two-valued
+    /// there, as the language's "an absent field satisfies no comparison"
+    /// requires.
+    fn cmp_in(&self, c: &Cmp, negated: bool) -> Result<String, String> {
+        let _ = negated;
+        self.cmp(c)
+    }
 }
 
 /// A construct the dialect refused: the comparison as written and the reason.
@@ -42,19 +56,27 @@ const ATOM: u8 = 4;
 
 /// Print `expr` of `det` in dialect `d`.
 pub fn print(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<String, Unprintable> {
-    Ok(print_level(d, det, expr)?.0)
+    Ok(print_level(d, det, expr, false)?.0)
 }
 
-fn print_level(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<(String, u8), Unprintable> {
+fn print_level(
+    d: &dyn Dialect,
+    det: &Detection,
+    expr: &Expr,
+    negated: bool,
+) -> Result<(String, u8), Unprintable> {
     match expr {
-        Expr::Cmp(c) => d.cmp(c).map(|s| (s, ATOM)).map_err(|reason| Unprintable {
-            construct: c.to_string(),
-            reason,
-        }),
+        Expr::Cmp(c) => d
+            .cmp_in(c, negated)
+            .map(|s| (s, ATOM))
+            .map_err(|reason| Unprintable {
+                construct: c.to_string(),
+                reason,
+            }),
         Expr::Ref(name) => match d.reference(name) {
             Some(s) => Ok((s, ATOM)),
             None => match det.let_expr(name) {
-                Some(e) => print_level(d, det, e),
+                Some(e) => print_level(d, det, e, negated),
                 None => Err(Unprintable {
                     construct: name.clone(),
                     reason: "unknown name".into(),
@@ -62,8 +84,12 @@ fn print_level(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<(String,
             },
         },
         Expr::Not(inner) => {
-            let (s, level) = print_level(d, det, inner)?;
-            let s = if level < NOT { format!("({s})") } else { s };
+            let (s, level) = print_level(d, det, inner, true)?;
+            let s = if level < NOT || d.not_parenthesises() {
+                format!("({s})")
+            } else {
+                s
+            };
             Ok((format!("{}{s}", d.not_prefix()), NOT))
         }
         Expr::And(xs) | Expr::Or(xs) => {
@@ -73,11 +99,11 @@ fn print_level(d: &dyn Dialect, det: &Detection, expr: &Expr) -> Result<(String,
                 (OR, d.or_op())
             };
             if xs.len() == 1 {
-                return print_level(d, det, &xs[0]);
+                return print_level(d, det, &xs[0], negated);
             }
             let mut parts = Vec::with_capacity(xs.len());
             for x in xs {
-                let (s, l) = print_level(d, det, x)?;
+                let (s, l) = print_level(d, det, x, negated)?;
                 let wrap = l < level || (d.always_parenthesise() && l < NOT && l != level);
                 parts.push(if wrap { format!("({s})") } else { s });
             }

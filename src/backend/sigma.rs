@@ -83,47 +83,21 @@ pub fn technique_tag(id: &str) -> String {
     format!("attack.{}", id.to_ascii_lowercase())
 }
 
-/// Sigma logsource (product, service) of a source, and a label for titles.
-pub fn logsource(source: &str) -> (String, String, String) {
+/// Sigma logsource (product, service) of a source.
+pub fn logsource(source: &str) -> (String, String) {
     match source {
-        "kubernetes.audit" => (
-            "kubernetes".into(),
-            "audit".into(),
-            "Kubernetes audit logs".into(),
-        ),
-        "azure.activity" => (
-            "azure".into(),
-            "activitylogs".into(),
-            "Azure activity logs".into(),
-        ),
+        "kubernetes.audit" => ("kubernetes".into(), "audit".into()),
+        "azure.activity" => ("azure".into(), "activitylogs".into()),
         other => {
             let (p, s) = other.split_once('.').unwrap_or((other, ""));
-            (p.into(), s.into(), other.into())
+            (p.into(), s.into())
         }
     }
 }
 
-/// The Sigma `id` of detection `index`: the rule id for the first, a UUID v5
-/// derived from the rule id and the source for the others (stable when the
-/// rule is renamed or its sources reordered).
+/// The Sigma `id` of detection `index` (see [`super::naming::detection_id`]).
 pub fn document_id(rule: &Rule, index: usize) -> String {
-    if index == 0 {
-        return rule.meta.id.clone();
-    }
-    let det = &rule.detections[index];
-    let nth = rule.detections[..index]
-        .iter()
-        .filter(|d| d.source == det.source)
-        .count();
-    let name = if nth == 0 {
-        det.source.clone()
-    } else {
-        format!("{}#{nth}", det.source)
-    };
-    let ns = uuid::Uuid::try_parse(&rule.meta.id).unwrap_or_else(|_| {
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, rule.meta.id.as_bytes())
-    });
-    uuid::Uuid::new_v5(&ns, name.as_bytes()).to_string()
+    super::naming::detection_id(rule, index)
 }
 
 /// Sigma tag namespaces that pySigma accepts.
@@ -160,7 +134,7 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
     let meta = &rule.meta;
     let stem = det.stem.as_str();
     let mut losses = Vec::new();
-    let (product, service, label) = logsource(&det.source);
+    let (product, service) = logsource(&det.source);
 
     let detection = detection_section(det).map_err(|u| {
         BackendError(format!(
@@ -170,11 +144,7 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
     })?;
 
     let mut doc = Mapping::new();
-    let title = if index == 0 {
-        meta.title.clone()
-    } else {
-        format!("{} ({label})", meta.title)
-    };
+    let title = super::naming::detection_title(rule, index);
     doc.insert(s("title"), s(&title));
     doc.insert(s("id"), s(&document_id(rule, index)));
 

@@ -37,6 +37,8 @@ pub struct FieldDef {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Catalog {
     pub source: String,
+    /// How titles name the source (`Kubernetes audit logs`).
+    pub label: String,
     #[serde(default)]
     pub description: String,
     pub platforms: Vec<String>,
