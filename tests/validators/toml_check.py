@@ -7,10 +7,16 @@ Loads each file with tomllib and checks the keys and value shapes that
 detection-rules' schema and unit tests require (patterns copied from its
 schemas/definitions.py and tests). With language = "eql" the query is also
 parsed with eql 1.0.1 when the module is importable (panther or sigma venv).
+With type = "esql" (language = "esql") the rule follows detection-rules'
+ESQLRuleData instead: no `index` key, `from`/`interval` optional, the query
+needs `METADATA _id, _version, _index` in FROM or a `STATS ... BY`, and a KEEP
+(listing _id, _version, _index unless the query aggregates); the query is
+parsed with esql_parse.py under $DETC_VENV_DIR/esql (never with eql).
 Exit 0 when every file passes, 1 listing the problems, 2 on usage errors.
 """
 import os
 import re
+import subprocess
 import sys
 import tomllib
 
@@ -38,6 +44,46 @@ LANGUAGES = {"eql", "esql", "kuery", "lucene"}
 SEVERITY_BANDS = {"low": (0, 21), "medium": (22, 47), "high": (48, 73), "critical": (74, 100)}
 TAG_PREFIXES = {"Data Source", "Domain", "OS", "Resources", "Rule Type", "Tactic", "Threat",
                 "Use Case", "Mitre Atlas", "Language"}
+
+
+# detection-rules detection_rules/rule.py ESQLRuleData.validates_esql_data (snapshot
+# 14cf530f, 2026-08-21), applied to the lower-cased query exactly as there:
+ESQL_METADATA_OR_STATS = re.compile(
+    r"(from\s+(?:\S+\s*,\s*)*\S+\s+metadata\s+"
+    r"(?:_id|_version|_index)(?:,\s*(?:_id|_version|_index)){2})"
+    r"|(\bstats\b.*?\bby\b)",
+    re.DOTALL,
+)
+ESQL_KEEP = re.compile(r"\|\s*keep\b\s+([^\|]+)", re.IGNORECASE | re.DOTALL)
+ESQL_AGGREGATE = re.compile(r"\|\s*stats\b(?:\s+([^\|]+?))?(?:\s+by\s+([^\|]+))?", re.IGNORECASE | re.DOTALL)
+
+
+def esql_query_errors(query):
+    errs = []
+    q = query.lower()
+    if not ESQL_METADATA_OR_STATS.search(q):
+        errs.append("rule.query: a non-aggregate ES|QL query needs 'metadata _id, _version, _index' "
+                    "in FROM (or a STATS ... BY)")
+    keeps = list(ESQL_KEEP.finditer(q))
+    if not keeps:
+        errs.append("rule.query: an ES|QL rule query needs a KEEP command")
+    elif not ESQL_AGGREGATE.search(q):
+        for m in keeps:
+            fields = [f.strip() for f in re.sub(r"//.*", "", m.group(1)).split(",") if f.strip()]
+            if "*" not in fields and not {"_id", "_version", "_index"} <= set(fields):
+                errs.append("rule.query: the KEEP of a non-aggregate ES|QL query must list _id, _version, _index")
+    venvs = os.environ.get("DETC_VENV_DIR") or os.path.join(HERE, "..", "..", ".venv")
+    python = os.path.join(venvs, "esql", "bin", "python")
+    if not os.path.exists(python):
+        errs.append(f"rule.query not parsed: {python} missing (run .ci/setup-validators)")
+        return errs
+    r = subprocess.run([python, os.path.join(HERE, "esql_parse.py"), "-"], input=query,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        out = [ln for ln in r.stdout.splitlines() if not ln.startswith("esql_parse:")]
+        errs.append("rule.query does not parse with esql-parser 9.1.3: "
+                    + "\n    ".join(out or [r.stderr.strip()]).removeprefix("FAIL -: "))
+    return errs
 
 
 def is_str_list(v):
@@ -85,10 +131,23 @@ def check_rule(doc):
     lang = need(rule, "language", lambda v: v in LANGUAGES, f"rule.language (one of {sorted(LANGUAGES)})")
     if rtype == "eql" and lang != "eql":
         errs.append("rule.type eql needs rule.language = \"eql\"")
+    esql = rtype == "esql" or lang == "esql"
+    if esql and (rtype, lang) != ("esql", "esql"):
+        errs.append("rule.type esql and rule.language esql go together (ESQLRuleData)")
     query = need(rule, "query", nonempty, "rule.query")
-    need(rule, "index", is_str_list, "rule.index (non-empty list of strings)")
-    need(rule, "from", lambda v: isinstance(v, str) and FROM.match(v), "rule.from (now-<n><s|m|h|d>)")
-    need(rule, "interval", lambda v: isinstance(v, str) and INTERVAL.match(v), "rule.interval (<n><s|m|h|d>)")
+    if esql:
+        # ESQLRuleData: "Index is not a valid field for ES|QL rule type." (the index is the
+        # query's FROM); `from` and `interval` are optional (default now-6m / 5m).
+        if "index" in rule:
+            errs.append("rule.index is not allowed for an ES|QL rule (the query's FROM names the index)")
+        for key, pat, what in (("from", FROM, "rule.from (now-<n><s|m|h|d>)"),
+                               ("interval", INTERVAL, "rule.interval (<n><s|m|h|d>)")):
+            if key in rule:
+                need(rule, key, lambda v, pat=pat: isinstance(v, str) and pat.match(v), what)
+    else:
+        need(rule, "index", is_str_list, "rule.index (non-empty list of strings)")
+        need(rule, "from", lambda v: isinstance(v, str) and FROM.match(v), "rule.from (now-<n><s|m|h|d>)")
+        need(rule, "interval", lambda v: isinstance(v, str) and INTERVAL.match(v), "rule.interval (<n><s|m|h|d>)")
     need(rule, "timestamp_override", lambda v: v == "event.ingested", "rule.timestamp_override (\"event.ingested\")")
     need(rule, "license", lambda v: v == "Elastic License v2", "rule.license (\"Elastic License v2\")")
     tags = need(rule, "tags", is_str_list, "rule.tags (non-empty list of strings)") or []
@@ -130,6 +189,8 @@ def check_rule(doc):
                         or not str(sub.get("id", "")).startswith(str(tech.get("id", "")) + "."):
                     errs.append(f"bad {w}.subtechnique[{k}] (id T####.###, name, reference .../T####/###/)")
 
+    if esql and isinstance(query, str) and query.strip():
+        errs.extend(esql_query_errors(query))
     if lang == "eql" and isinstance(query, str):
         try:
             import eql
