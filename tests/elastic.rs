@@ -8,14 +8,14 @@
 use detc::backend::elastic::{self, elastic_document, eql_field, lucene_regex, wildcard_literal};
 use detc::backend::{Artifact, LossKind, Rendered, Target};
 use detc::eval::Evaluator;
-use detc::ir::{Detection, Expr, Field, Rule};
+use detc::ir::Rule;
 use detc::sources::normalize::normalize;
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{project_rules, root, run, venv_bin};
+use common::{project_rules, referenced_fields, remove_path, root, run, upper, venv_bin};
 
 fn python() -> PathBuf {
     venv_bin("panther", "python")
@@ -298,50 +298,6 @@ fn flagship_and_seed_004_shapes() {
 }
 
 // ------------------------------------------------------------ cross-check verdicts
-
-fn referenced_fields(det: &Detection, e: &Expr, out: &mut Vec<Field>) {
-    match e {
-        Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| referenced_fields(det, x, out)),
-        Expr::Not(x) => referenced_fields(det, x, out),
-        Expr::Ref(n) => {
-            if let Some(x) = det.let_expr(n) {
-                referenced_fields(det, x, out)
-            }
-        }
-        Expr::Cmp(c) => {
-            if !out.contains(&c.field) && !c.field.has_any_depth() {
-                out.push(c.field.clone())
-            }
-        }
-    }
-}
-
-fn remove_path(v: &mut Json, path: &[String]) {
-    match v {
-        Json::Array(items) => items.iter_mut().for_each(|i| remove_path(i, path)),
-        Json::Object(m) => match path {
-            [last] => {
-                m.remove(last);
-            }
-            [first, rest @ ..] => {
-                if let Some(x) = m.get_mut(first) {
-                    remove_path(x, rest)
-                }
-            }
-            [] => {}
-        },
-        _ => {}
-    }
-}
-
-fn upper(v: &Json) -> Json {
-    match v {
-        Json::String(s) => Json::String(s.to_uppercase()),
-        Json::Array(xs) => Json::Array(xs.iter().map(upper).collect()),
-        Json::Object(m) => Json::Object(m.iter().map(|(k, x)| (k.clone(), upper(x))).collect()),
-        other => other.clone(),
-    }
-}
 
 /// Run each generated query of `rule` through eql_eval.py over the Elastic
 /// documents of its test events (and variants: each referenced field removed

@@ -174,7 +174,7 @@ fn field_of(key: &str) -> Field {
 
 /// Elasticsearch mapping types EQL can search, by how values compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Keyword,
     Integer,
     Float,
@@ -197,18 +197,20 @@ fn kind(ty: &str) -> Option<Kind> {
 
 /// A field as the query names it.
 #[derive(Debug, Clone)]
-struct EsField {
+pub(crate) struct EsField {
     /// The Elasticsearch field name.
-    name: String,
-    kind: Kind,
+    pub name: String,
+    pub kind: Kind,
     /// Whether the canonical field (or a parent) is an array.
-    array: bool,
-    scale: Option<i64>,
+    pub array: bool,
+    pub scale: Option<i64>,
 }
 
-struct Ctx {
-    source: String,
-    table: &'static SourceTable,
+pub(crate) struct Ctx {
+    pub source: String,
+    pub table: &'static SourceTable,
+    /// The query language, as prose in the reasons (`EQL`, `ES|QL`).
+    pub lang: &'static str,
 }
 
 impl Ctx {
@@ -248,26 +250,28 @@ impl Ctx {
         let what = format!("`{field}` (Elasticsearch field `{}`, {})", e.name, e.ty);
         if let Some(p) = self.flattened_parent(segs) {
             return Some(format!(
-                "`{field}` is a key of the flattened field `{}`: Elasticsearch EQL rejects flattened fields and their keys (\"unsupported type [flattened]\", elastic/elasticsearch#101985)",
-                p.name
+                "`{field}` is a key of the flattened field `{}`: Elasticsearch {} rejects flattened fields and their keys (\"unsupported type [flattened]\", elastic/elasticsearch#101985)",
+                p.name, self.lang
             ));
         }
+        let lang = self.lang;
         let why = match e.ty.as_str() {
             _ if !e.indexed && e.ty != "object" => {
-                "is not mapped by the integration (the data stream has `dynamic: false`), so no query can match it"
+                "is not mapped by the integration (the data stream has `dynamic: false`), so no query can match it".to_string()
             }
-            "text" => "is a text field, and Elasticsearch EQL does not search text fields",
-            "flattened" => "is a flattened field, which Elasticsearch EQL rejects (elastic/elasticsearch#101985)",
-            "nested" => "is a nested field, which Elasticsearch EQL cannot search",
-            "object" => "is an object: only its mapped leaves can be searched",
-            ty if kind(ty).is_none() => "has a mapping type EQL cannot search",
+            "text" if lang == "EQL" => "is a text field, and Elasticsearch EQL does not search text fields".to_string(),
+            "text" => format!("is a text field: it compares by its analysed tokens, and detc compares keyword fields only in {lang}"),
+            "flattened" => format!("is a flattened field, which Elasticsearch {lang} rejects (elastic/elasticsearch#101985)"),
+            "nested" => format!("is a nested field, which Elasticsearch {lang} cannot search"),
+            "object" => "is an object: only its mapped leaves can be searched".to_string(),
+            ty if kind(ty).is_none() => format!("has a mapping type {lang} cannot search"),
             _ => return None,
         };
         Some(format!("{what} {why}"))
     }
 
     /// The searchable Elasticsearch field of a canonical field.
-    fn resolve(&self, field: &Field) -> Result<EsField, String> {
+    pub fn resolve(&self, field: &Field) -> Result<EsField, String> {
         if field.has_any_depth() {
             return Err(self.any_depth(field));
         }
@@ -278,8 +282,8 @@ impl Ctx {
         let Some((_, e)) = self.entry(&segs) else {
             if let Some(p) = self.flattened_parent(&segs) {
                 return Err(format!(
-                    "`{field}` is a key of the flattened field `{}`: Elasticsearch EQL rejects flattened fields and their keys (elastic/elasticsearch#101985)",
-                    p.name
+                    "`{field}` is a key of the flattened field `{}`: Elasticsearch {} rejects flattened fields and their keys (elastic/elasticsearch#101985)",
+                    p.name, self.lang
                 ));
             }
             return Err(format!(
@@ -298,9 +302,33 @@ impl Ctx {
         })
     }
 
+    /// A field a query can return (ES|QL `STATS`, `KEEP`): any leaf the
+    /// integration maps, text included, which EQL could not search.
+    pub fn output_field(&self, field: &Field) -> Result<String, String> {
+        match self.resolve(field) {
+            Ok(f) => return Ok(f.name),
+            Err(why) if field.has_any_depth() => return Err(why),
+            Err(_) => {}
+        }
+        let segs: Vec<String> = field
+            .keys()
+            .map(|k| k.unwrap_or_default().to_string())
+            .collect();
+        match self.entry(&segs) {
+            Some((_, e))
+                if e.indexed
+                    && self.flattened_parent(&segs).is_none()
+                    && matches!(e.ty.as_str(), "text" | "match_only_text") =>
+            {
+                Ok(e.name.clone())
+            }
+            _ => self.resolve(field).map(|f| f.name),
+        }
+    }
+
     /// For `cidr`: the field itself when it is an `ip` field, else the ip
     /// copy the ingest pipeline derives from it (`sourceIPs` -> `source.ip`).
-    fn resolve_ip(&self, field: &Field) -> Result<EsField, String> {
+    pub fn resolve_ip(&self, field: &Field) -> Result<EsField, String> {
         let direct = self.resolve(field);
         if let Ok(f) = &direct {
             if f.kind == Kind::Ip {
@@ -342,12 +370,12 @@ impl Ctx {
             if glob_path(&pattern, &segs) {
                 let status = match self.unsearchable(field, e, &key_segments(key)) {
                     None => format!("{}, searchable", e.ty),
-                    Some(_) if e.ty == "text" => "text: not searchable by EQL".to_string(),
+                    Some(_) if e.ty == "text" => format!("text: not searchable by {}", self.lang),
                     Some(_) if !e.indexed => "not mapped".to_string(),
                     Some(_) if self.flattened_parent(&key_segments(key)).is_some() => {
-                        "flattened key: not searchable by EQL".to_string()
+                        format!("flattened key: not searchable by {}", self.lang)
                     }
-                    Some(_) => format!("{}: not searchable by EQL", e.ty),
+                    Some(_) => format!("{}: not searchable by {}", e.ty, self.lang),
                 };
                 known.push(format!("{key} ({status})"));
             }
@@ -358,7 +386,8 @@ impl Ctx {
             format!("the mapping knows only {}", known.join(", "))
         };
         format!(
-            "`{field}` reaches a key at any depth; an EQL query names concrete fields, {listed}, and every other path below is not mapped (the data stream has `dynamic: false`), so Elastic cannot test what the language means"
+            "`{field}` reaches a key at any depth; an {} query names concrete fields, {listed}, and every other path below is not mapped (the data stream has `dynamic: false`), so Elastic cannot test what the language means",
+            self.lang
         )
     }
 }
@@ -463,10 +492,43 @@ fn lucene_char(c: char, out: &mut String) {
 }
 
 fn lucene_ast(a: &regex_syntax::ast::Ast, out: &mut String) -> Result<(), String> {
+    lucene_node(a, out, false)
+}
+
+/// A portable regex as a Lucene regex over lower-cased text (ES|QL has no
+/// case-insensitive RLIKE): letters are lower-cased, and a class range whose
+/// ends differ in case is refused, since lower-casing would change it.
+pub fn lucene_regex_folded(pattern: &str) -> Result<String, String> {
+    use regex_syntax::ast::parse::ParserBuilder;
+    let ast = ParserBuilder::new()
+        .nest_limit(64)
+        .build()
+        .parse(pattern)
+        .map_err(|e| format!("regex does not parse: {e}"))?;
+    let mut out = String::from(".*(");
+    lucene_node(&ast, &mut out, true)?;
+    out.push_str(").*");
+    Ok(out)
+}
+
+/// One character, lower-cased when `fold`; a character whose lower case is
+/// not one character is refused.
+fn fold_char(c: char, fold: bool) -> Result<char, String> {
+    if !fold {
+        return Ok(c);
+    }
+    let mut low = c.to_lowercase();
+    match (low.next(), low.next()) {
+        (Some(l), None) => Ok(l),
+        _ => Err(format!("`{c}` has no one-character lower case")),
+    }
+}
+
+fn lucene_node(a: &regex_syntax::ast::Ast, out: &mut String, fold: bool) -> Result<(), String> {
     use regex_syntax::ast::{Ast, GroupKind, RepetitionKind, RepetitionRange};
     match a {
         Ast::Empty(_) => out.push_str("()"),
-        Ast::Literal(l) => lucene_char(l.c, out),
+        Ast::Literal(l) => lucene_char(fold_char(l.c, fold)?, out),
         // Rust's `.` stops at a newline; Lucene's `.` does not.
         Ast::Dot(_) => out.push_str("[^\n]"),
         Ast::Flags(_) | Ast::Assertion(_) | Ast::ClassUnicode(_) | Ast::ClassPerl(_) => {
@@ -477,14 +539,14 @@ fn lucene_ast(a: &regex_syntax::ast::Ast, out: &mut String) -> Result<(), String
             if c.negated {
                 out.push('^');
             }
-            lucene_class(&c.kind, out)?;
+            lucene_class(&c.kind, out, fold)?;
             out.push(']');
         }
         Ast::Repetition(r) => {
             if !r.greedy {
                 return Err("lazy quantifiers are not portable".into());
             }
-            lucene_ast(&r.ast, out)?;
+            lucene_node(&r.ast, out, fold)?;
             match &r.op.kind {
                 RepetitionKind::ZeroOrOne => out.push('?'),
                 RepetitionKind::ZeroOrMore => out.push('*'),
@@ -503,7 +565,7 @@ fn lucene_ast(a: &regex_syntax::ast::Ast, out: &mut String) -> Result<(), String
         Ast::Group(g) => match g.kind {
             GroupKind::CaptureIndex(_) => {
                 out.push('(');
-                lucene_ast(&g.ast, out)?;
+                lucene_node(&g.ast, out, fold)?;
                 out.push(')');
             }
             _ => return Err("only plain groups are portable".into()),
@@ -513,44 +575,59 @@ fn lucene_ast(a: &regex_syntax::ast::Ast, out: &mut String) -> Result<(), String
                 if i > 0 {
                     out.push('|');
                 }
-                lucene_ast(x, out)?;
+                lucene_node(x, out, fold)?;
             }
         }
         Ast::Concat(c) => {
             for x in &c.asts {
-                lucene_ast(x, out)?;
+                lucene_node(x, out, fold)?;
             }
         }
     }
     Ok(())
 }
 
-fn lucene_class(set: &regex_syntax::ast::ClassSet, out: &mut String) -> Result<(), String> {
+fn lucene_class(
+    set: &regex_syntax::ast::ClassSet,
+    out: &mut String,
+    fold: bool,
+) -> Result<(), String> {
     use regex_syntax::ast::{ClassSet, ClassSetItem};
-    fn item(i: &ClassSetItem, out: &mut String) -> Result<(), String> {
+    fn item(i: &ClassSetItem, out: &mut String, fold: bool) -> Result<(), String> {
         match i {
             ClassSetItem::Empty(_) => {}
-            ClassSetItem::Literal(l) => lucene_char(l.c, out),
+            ClassSetItem::Literal(l) => lucene_char(fold_char(l.c, fold)?, out),
             ClassSetItem::Range(r) => {
-                lucene_char(r.start.c, out);
+                let (a, b) = (fold_char(r.start.c, fold)?, fold_char(r.end.c, fold)?);
+                if fold && (a != r.start.c) != (b != r.end.c) {
+                    return Err(format!(
+                        "the range `{}-{}` mixes cases, and lower-cased text would change it",
+                        r.start.c, r.end.c
+                    ));
+                }
+                lucene_char(a, out);
                 out.push('-');
-                lucene_char(r.end.c, out);
+                lucene_char(b, out);
             }
             // A nested class adds its members; Lucene has no nesting.
-            ClassSetItem::Bracketed(b) if !b.negated => lucene_class(&b.kind, out)?,
-            ClassSetItem::Union(u) => u.items.iter().try_for_each(|x| item(x, out))?,
+            ClassSetItem::Bracketed(b) if !b.negated => lucene_class(&b.kind, out, fold)?,
+            ClassSetItem::Union(u) => u.items.iter().try_for_each(|x| item(x, out, fold))?,
             _ => return Err("this character class has no Lucene form".into()),
         }
         Ok(())
     }
     match set {
-        ClassSet::Item(i) => item(i, out),
+        ClassSet::Item(i) => item(i, out, fold),
         ClassSet::BinaryOp(_) => Err("class set operations have no Lucene form".into()),
     }
 }
 
 /// A number as EQL writes it, scaled when the pipeline scales the field.
-fn eql_number(n: &serde_json::Number, scale: Option<i64>, integer: bool) -> Result<String, String> {
+pub(crate) fn eql_number(
+    n: &serde_json::Number,
+    scale: Option<i64>,
+    integer: bool,
+) -> Result<String, String> {
     let k = scale.unwrap_or(1);
     if let Some(i) = n.as_i64() {
         return i
@@ -1004,6 +1081,7 @@ pub fn elastic_document(source: &str, event: &Json) -> Option<Json> {
     let ctx = Ctx {
         source: source.to_string(),
         table,
+        lang: "EQL",
     };
     let mut doc = Map::new();
     set_path(
@@ -1125,8 +1203,34 @@ pub(crate) fn elastic_window(det: &Detection, losses: &mut Vec<Loss>) -> Elastic
     }
 }
 
+/// An Elastic query language: the rule documents are the same
+/// detection-rules TOML, the query differs.
+pub(crate) struct Lang {
+    /// As prose (`EQL`).
+    pub name: &'static str,
+    /// The TOML `language` and `type`, and the query file's extension.
+    pub language: &'static str,
+    /// The query aggregates (`STATS ... BY`): group_by, values and
+    /// time_range have a place.
+    pub aggregates: bool,
+    /// The rule lists its indices in `index` (ES|QL names them in `FROM`).
+    pub lists_index: bool,
+    /// The query of an expression of a detection; what of the output block
+    /// it cannot keep goes to the losses.
+    pub query: fn(&Ctx, &Detection, &Expr, &mut Vec<Loss>) -> Result<String, Unprintable>,
+}
+
+pub(crate) const EQL: Lang = Lang {
+    name: "EQL",
+    language: "eql",
+    aggregates: false,
+    lists_index: true,
+    query: |ctx, det, expr, _| query(ctx, det, expr),
+};
+
 #[derive(Serialize)]
 struct TomlCtx {
+    language: &'static str,
     rule_name: String,
     stem: String,
     notes: Vec<String>,
@@ -1166,17 +1270,21 @@ fn slash_date(d: &str) -> String {
     d.replace('-', "/")
 }
 
-/// What an output block setting becomes: every one is a note, since an EQL
-/// rule alerts once per matching event with fixed metadata.
-fn output_losses(det: &Detection, severity: Severity, losses: &mut Vec<Loss>) {
+/// What an output block setting becomes: a note for each one the rule has
+/// no place for (an EQL rule alerts once per matching event with fixed
+/// metadata; an ES|QL rule aggregates, but its other metadata is fixed too).
+fn output_losses(lang: &Lang, det: &Detection, severity: Severity, losses: &mut Vec<Loss>) {
     let o = &det.output;
     let stem = &det.stem;
-    let per_event = "an EQL rule raises one alert per matching event, with no aggregation";
-    if !o.group_by.is_empty() {
-        losses.push(Loss::not_applicable(stem, "output.group_by", per_event));
+    let per_event = format!(
+        "an {} rule raises one alert per matching event, with no aggregation",
+        lang.name
+    );
+    if !o.group_by.is_empty() && !lang.aggregates {
+        losses.push(Loss::not_applicable(stem, "output.group_by", &per_event));
     }
-    if !o.values.is_empty() {
-        losses.push(Loss::not_applicable(stem, "output.values", per_event));
+    if !o.values.is_empty() && !lang.aggregates {
+        losses.push(Loss::not_applicable(stem, "output.values", &per_event));
     }
     if !o.rename.is_empty() {
         losses.push(Loss::not_applicable(
@@ -1185,7 +1293,7 @@ fn output_losses(det: &Detection, severity: Severity, losses: &mut Vec<Loss>) {
             "alerts carry the source document's field names",
         ));
     }
-    if o.time_range && !(o.group_by.is_empty() && o.values.is_empty()) {
+    if o.time_range && !(o.group_by.is_empty() && o.values.is_empty()) && !lang.aggregates {
         losses.push(Loss::not_applicable(stem, "output.time_range", per_event));
     }
     if !o.summary.is_empty() {
@@ -1206,7 +1314,17 @@ fn output_losses(det: &Detection, severity: Severity, losses: &mut Vec<Loss>) {
         losses.push(Loss::not_applicable(
             stem,
             "output.dedup",
-            format!("no dedup period in an EQL rule ({m}m): every matching event alerts"),
+            if lang.aggregates {
+                format!(
+                    "no dedup period in an {} rule ({m}m): every result of every run alerts",
+                    lang.name
+                )
+            } else {
+                format!(
+                    "no dedup period in an {} rule ({m}m): every matching event alerts",
+                    lang.name
+                )
+            },
         ));
     }
     if let Some(r) = &o.risk {
@@ -1244,6 +1362,7 @@ const TAG_PREFIXES: &[&str] = &[
 ];
 
 struct Doc<'a> {
+    lang: &'a Lang,
     rule: &'a Rule,
     det: &'a Detection,
     ctx: &'a Ctx,
@@ -1266,6 +1385,7 @@ impl Doc<'_> {
         let (sev, risk) = severity_band(severity);
         let updated = slash_date(m.modified.as_deref().unwrap_or(&m.date));
         let ctx = TomlCtx {
+            language: self.lang.language,
             rule_name: self.rule.name.clone(),
             stem: self.det.stem.clone(),
             notes: self.notes.to_vec(),
@@ -1278,7 +1398,11 @@ impl Doc<'_> {
             description,
             fp_list: m.false_positives.clone(),
             lookback: self.window.from.clone(),
-            index: vec![self.ctx.table.index.clone()],
+            index: if self.lang.lists_index {
+                vec![self.ctx.table.index.clone()]
+            } else {
+                Vec::new()
+            },
             interval: self.window.interval.clone(),
             name,
             runbook: m.runbook.clone(),
@@ -1296,7 +1420,8 @@ impl Doc<'_> {
     }
 }
 
-fn eql_file(notes: &[String], query: &str) -> String {
+/// The query file: the notes as `//` comments (EQL and ES|QL both have them), then the query.
+fn query_file(notes: &[String], query: &str) -> String {
     let mut s = String::new();
     for n in notes {
         s.push_str(&format!("// detc note: {}\n", super::text::comment_text(n)));
@@ -1307,6 +1432,7 @@ fn eql_file(notes: &[String], query: &str) -> String {
 }
 
 fn render_detection(
+    lang: &Lang,
     rule: &Rule,
     index: usize,
     det: &Detection,
@@ -1324,8 +1450,10 @@ fn render_detection(
     let ctx = Ctx {
         source: det.source.clone(),
         table,
+        lang: lang.name,
     };
-    let main = match query(&ctx, det, &det.condition) {
+    let mut losses = Vec::new();
+    let main = match (lang.query)(&ctx, det, &det.condition, &mut losses) {
         Ok(q) => q,
         Err(u) => {
             out.losses.push(Loss::unsupported(
@@ -1336,18 +1464,18 @@ fn render_detection(
             return Ok(());
         }
     };
-    let mut losses = Vec::new();
     let mut companions = Vec::new();
     for ind in &det.indicators {
-        let alone = query(&ctx, det, &ind.expr);
+        let alone = (lang.query)(&ctx, det, &ind.expr, &mut Vec::new());
         let both = Expr::And(vec![det.condition.clone(), ind.expr.clone()]);
-        match alone.and_then(|_| query(&ctx, det, &both)) {
+        match alone.and_then(|_| (lang.query)(&ctx, det, &both, &mut Vec::new())) {
             Ok(q) => {
                 losses.push(Loss::not_applicable(
                     stem,
                     format!("indicator {}", ind.name),
                     format!(
-                        "an EQL rule has one fixed severity: rendered as the companion rule {stem}__{}.toml (match and indicator, severity {})",
+                        "an {} rule has one fixed severity: rendered as the companion rule {stem}__{}.toml (match and indicator, severity {})",
+                        lang.name,
                         ind.name,
                         rule.meta.severity.max(ind.severity).as_str()
                     ),
@@ -1370,7 +1498,7 @@ fn render_detection(
             "the Elastic Kubernetes integration keeps GKE audit records as kubernetes.audit.protoPayload.* without deriving verb, objectRef or user, and keeps the gRPC status code (1..16 on failure) in responseStatus.code: this rule does not see GKE events as detc normalises them",
         ));
     }
-    output_losses(det, rule.meta.severity, &mut losses);
+    output_losses(lang, det, rule.meta.severity, &mut losses);
     let window = elastic_window(det, &mut losses);
     let threats = attack::threats(rule, stem, &mut losses);
     if rule.meta.severity == Severity::Informational {
@@ -1428,6 +1556,7 @@ fn render_detection(
     };
     let name = super::naming::detection_title(rule, index);
     let doc = Doc {
+        lang,
         rule,
         det,
         ctx: &ctx,
@@ -1447,17 +1576,18 @@ fn render_detection(
         )?,
     });
     out.files.push(Artifact {
-        path: format!("{stem}.eql"),
-        contents: eql_file(&notes, &main),
+        path: format!("{stem}.{}", lang.language),
+        contents: query_file(&notes, &main),
     });
     for (ind, q) in companions {
         let sev = rule.meta.severity.max(ind.severity);
         let id = uuid::Uuid::new_v5(&det_id, format!("indicator:{}", ind.name).as_bytes());
         let description = format!(
-            "{}\n\nCompanion of the rule \"{name}\": it alerts with severity {} when the indicator `{}` also matches (an EQL rule has one fixed severity).",
+            "{}\n\nCompanion of the rule \"{name}\": it alerts with severity {} when the indicator `{}` also matches (an {} rule has one fixed severity).",
             rule.meta.description,
             sev.as_str(),
-            ind.name
+            ind.name,
+            lang.name
         );
         let cname = format!("{name} (indicator {})", ind.name);
         out.files.push(Artifact {
@@ -1465,8 +1595,8 @@ fn render_detection(
             contents: doc.toml(cname, description, id.to_string(), sev, &q)?,
         });
         out.files.push(Artifact {
-            path: format!("{stem}__{}.eql", ind.name),
-            contents: eql_file(&notes, &q),
+            path: format!("{stem}__{}.{}", ind.name, lang.language),
+            contents: query_file(&notes, &q),
         });
     }
     out.losses.extend(losses);
@@ -1479,10 +1609,15 @@ impl Backend for Elastic {
     }
 
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
-        let mut out = Rendered::default();
-        for (i, det) in rule.detections.iter().enumerate() {
-            render_detection(rule, i, det, &mut out)?;
-        }
-        Ok(out)
+        render_rule(&EQL, rule)
     }
+}
+
+/// Every detection of `rule` as detection-rules TOML in `lang`.
+pub(crate) fn render_rule(lang: &Lang, rule: &Rule) -> Result<Rendered, BackendError> {
+    let mut out = Rendered::default();
+    for (i, det) in rule.detections.iter().enumerate() {
+        render_detection(lang, rule, i, det, &mut out)?;
+    }
+    Ok(out)
 }

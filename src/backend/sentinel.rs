@@ -247,6 +247,8 @@ const OPS: Ops = Ops {
         cased: Some("{f} matches regex {v}"),
     },
     num_eq: Some("{n} == {v}"),
+    bool_eq: None,
+    bool_ne: None,
     num_ne: Some("{n} != {v}"),
     lt: Some("{n} < {v}"),
     le: Some("{n} <= {v}"),
@@ -341,6 +343,8 @@ impl Columns for Kql<'_> {
         let number = format!("toreal({})", r.expr);
         Ok(match r.ty {
             ColumnType::String => Column {
+                raw: r.expr.clone(),
+                boolean: false,
                 exists: format!("isnotempty({})", r.expr),
                 text: r.expr,
                 num_guard: Some(format!("isnotnull({number})")),
@@ -348,6 +352,8 @@ impl Columns for Kql<'_> {
                 text_guard: None,
             },
             ColumnType::Dynamic => Column {
+                raw: r.expr.clone(),
+                boolean: false,
                 exists: format!("isnotnull({})", r.expr),
                 text: format!("tostring({})", r.expr),
                 num_guard: Some(format!("isnotnull({number})")),
@@ -355,6 +361,8 @@ impl Columns for Kql<'_> {
                 text_guard: None,
             },
             ColumnType::Real | ColumnType::Long => Column {
+                raw: r.expr.clone(),
+                boolean: false,
                 exists: format!("isnotnull({})", r.expr),
                 text: format!("tostring({})", r.expr),
                 num_guard: Some(format!("isnotnull({})", r.expr)),

@@ -9,8 +9,8 @@
 //! target has a form for it.
 //!
 //! Placeholders in templates: `{f}` the field as text, `{n}` the field as a
-//! number, `{v}` one value, `{vs}` several values joined by `, `, `{g}` a
-//! presence test and `{c}` the comparison it guards.
+//! number, `{x}` the field as stored, `{v}` one value, `{vs}` several values
+//! joined by `, `, `{g}` a presence test and `{c}` the comparison it guards.
 
 use super::printer::Dialect;
 use crate::ir::{Cmp, Op, Value};
@@ -45,6 +45,10 @@ pub struct Ops {
     pub matches: Cased,
     pub num_eq: Option<&'static str>,
     pub num_ne: Option<&'static str>,
+    /// `f == true` on a boolean field (`{v}` is `true` or `false`); on
+    /// other fields a boolean compares as the text "true"/"false".
+    pub bool_eq: Option<&'static str>,
+    pub bool_ne: Option<&'static str>,
     pub lt: Option<&'static str>,
     pub le: Option<&'static str>,
     pub gt: Option<&'static str>,
@@ -59,8 +63,12 @@ pub struct Ops {
 /// A canonical field as a target's query reads it.
 #[derive(Debug, Clone)]
 pub struct Column {
+    /// The field as stored (`ObjectRef.resource`, `source.ip`).
+    pub raw: String,
     /// The field as text (`tostring(ObjectRef.resource)`, `Verb`).
     pub text: String,
+    /// The field holds booleans: compare them with `bool_eq`/`bool_ne`.
+    pub boolean: bool,
     /// The field as a number, or why it cannot be read as one.
     pub number: Result<String, String>,
     /// A test for presence (`isnotempty(Verb)`).
@@ -78,6 +86,14 @@ pub trait Columns {
     fn column(&self, c: &Cmp) -> Result<Column, String>;
     /// A string literal, or why the value cannot be written.
     fn string(&self, s: &str) -> Result<String, String>;
+    /// The literal a text operator's template takes for `s`: by default the
+    /// string itself; a target that folds case by lower-casing the field
+    /// lower-cases the value, one that tests substrings with wildcards
+    /// wraps it.
+    fn value(&self, op: Op, s: &str, cased: bool) -> Result<String, String> {
+        let _ = (op, cased);
+        self.string(s)
+    }
     fn number(&self, n: &serde_json::Number) -> Result<String, String>;
     /// The literal the `like` template takes for a glob.
     fn glob(&self, glob: &str, cased: bool) -> Result<String, String>;
@@ -117,6 +133,7 @@ fn expand(template: &str, slot: impl Fn(&str) -> Option<String>) -> String {
 fn fill(template: &str, col: &Column, num: &str, v: &str) -> String {
     expand(template, |name| match name {
         "f" => Some(col.text.clone()),
+        "x" => Some(col.raw.clone()),
         "n" => Some(num.to_string()),
         "v" | "vs" => Some(v.to_string()),
         _ => None,
@@ -177,6 +194,14 @@ impl<C: Columns> Table<'_, C> {
             let field = col.number.clone()?;
             Ok((fill(t, col, &field, &self.0.number(n)?), Reading::Number))
         };
+        if let (Value::Bool(b), true, Op::Eq | Op::Ne) = (v, col.boolean, c.op) {
+            let t = if c.op == Op::Eq {
+                self.need(ops.bool_eq, "boolean `==`")?
+            } else {
+                self.need(ops.bool_ne, "boolean `!=`")?
+            };
+            return text(t, b.to_string());
+        }
         // Booleans compare as the text "true"/"false" in any case, as the
         // language defines them on text leaves.
         let v = match v {
@@ -187,17 +212,24 @@ impl<C: Columns> Table<'_, C> {
         match (c.op, v) {
             (Op::Eq, Value::Num(n)) => num(self.need(ops.num_eq, "numeric `==`")?, n),
             (Op::Ne, Value::Num(n)) => num(self.need(ops.num_ne, "numeric `!=`")?, n),
-            (Op::Eq, Value::Str(s)) => text(self.pick(ops.eq, cased, c)?, self.0.string(s)?),
-            (Op::Ne, Value::Str(s)) => text(self.pick(ops.ne, cased, c)?, self.0.string(s)?),
-            (Op::StartsWith, Value::Str(s)) => {
-                text(self.pick(ops.starts_with, cased, c)?, self.0.string(s)?)
+            (Op::Eq, Value::Str(s)) => {
+                text(self.pick(ops.eq, cased, c)?, self.0.value(c.op, s, cased)?)
             }
-            (Op::EndsWith, Value::Str(s)) => {
-                text(self.pick(ops.ends_with, cased, c)?, self.0.string(s)?)
+            (Op::Ne, Value::Str(s)) => {
+                text(self.pick(ops.ne, cased, c)?, self.0.value(c.op, s, cased)?)
             }
-            (Op::Contains, Value::Str(s)) => {
-                text(self.pick(ops.contains, cased, c)?, self.0.string(s)?)
-            }
+            (Op::StartsWith, Value::Str(s)) => text(
+                self.pick(ops.starts_with, cased, c)?,
+                self.0.value(c.op, s, cased)?,
+            ),
+            (Op::EndsWith, Value::Str(s)) => text(
+                self.pick(ops.ends_with, cased, c)?,
+                self.0.value(c.op, s, cased)?,
+            ),
+            (Op::Contains, Value::Str(s)) => text(
+                self.pick(ops.contains, cased, c)?,
+                self.0.value(c.op, s, cased)?,
+            ),
             (Op::Like, Value::Str(g)) => {
                 text(self.pick(ops.like, cased, c)?, self.0.glob(g, cased)?)
             }
@@ -245,7 +277,10 @@ impl<C: Columns> Table<'_, C> {
         let items = c
             .values
             .iter()
-            .map(|v| self.0.string(v.as_str().unwrap_or_default()))
+            .map(|v| {
+                self.0
+                    .value(Op::Eq, v.as_str().unwrap_or_default(), c.cased)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(fill(t, col, "", &items.join(", "))))
     }

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests of the targets.
 #![allow(dead_code)]
 
-use detc::ir::Rule;
+use detc::ir::{Detection, Expr, Field, Rule};
+use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -54,4 +55,51 @@ pub fn project_rules() -> Vec<Rule> {
     );
     assert!(!loads.rules.is_empty(), "no rules under rules/");
     loads.rules.into_iter().map(|l| l.rule).collect()
+}
+
+/// The fields a condition compares (through its lets), `**` paths left out.
+pub fn referenced_fields(det: &Detection, e: &Expr, out: &mut Vec<Field>) {
+    match e {
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| referenced_fields(det, x, out)),
+        Expr::Not(x) => referenced_fields(det, x, out),
+        Expr::Ref(n) => {
+            if let Some(x) = det.let_expr(n) {
+                referenced_fields(det, x, out)
+            }
+        }
+        Expr::Cmp(c) => {
+            if !out.contains(&c.field) && !c.field.has_any_depth() {
+                out.push(c.field.clone())
+            }
+        }
+    }
+}
+
+/// `v` without the value at `path` (in every element of an array on the way).
+pub fn remove_path(v: &mut Json, path: &[String]) {
+    match v {
+        Json::Array(items) => items.iter_mut().for_each(|i| remove_path(i, path)),
+        Json::Object(m) => match path {
+            [last] => {
+                m.remove(last);
+            }
+            [first, rest @ ..] => {
+                if let Some(x) = m.get_mut(first) {
+                    remove_path(x, rest)
+                }
+            }
+            [] => {}
+        },
+        _ => {}
+    }
+}
+
+/// `v` with every string upper-cased.
+pub fn upper(v: &Json) -> Json {
+    match v {
+        Json::String(s) => Json::String(s.to_uppercase()),
+        Json::Array(xs) => Json::Array(xs.iter().map(upper).collect()),
+        Json::Object(m) => Json::Object(m.iter().map(|(k, x)| (k.clone(), upper(x))).collect()),
+        other => other.clone(),
+    }
 }
