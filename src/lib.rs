@@ -12,3 +12,4 @@ pub mod ir;
 pub mod load;
 pub mod sources;
 pub mod syntax;
+pub mod workflow;
