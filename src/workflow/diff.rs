@@ -96,6 +96,9 @@ pub struct OutputDiff {
     pub query_diff: Option<String>,
     /// Unified diff of the whole file (`None` when the file is the query).
     pub file_diff: Option<String>,
+    /// Whether the file holds the query (false for metadata-only files such
+    /// as Panther's YAML).
+    pub has_query: bool,
 }
 
 /// A rule's rendered files per target (`path -> contents`); a target that
@@ -213,7 +216,11 @@ fn output_diffs(
         let (a, b) = (a.map_or("", |s| s), b.map_or("", |s| s));
         let (from, to) = (format!("a/{target}/{path}"), format!("b/{target}/{path}"));
         let (qa, qb) = (query_of(path, a), query_of(path, b));
-        let (query_diff, file_diff) = if qa.is_some() || qb.is_some() {
+        let structured = [".yml", ".yaml", ".toml"].iter().any(|x| path.ends_with(x));
+        let has_query = qa.is_some() || qb.is_some() || !structured;
+        let (query_diff, file_diff) = if !has_query {
+            (None, Some(unified(a, b, &from, &to)))
+        } else if qa.is_some() || qb.is_some() {
             let (qa, qb) = (qa.unwrap_or_default(), qb.unwrap_or_default());
             let q = (qa != qb).then(|| unified(&qa, &qb, &from, &to));
             (q, Some(unified(a, b, &from, &to)))
@@ -226,6 +233,7 @@ fn output_diffs(
             status,
             query_diff,
             file_diff,
+            has_query,
         });
     }
     out
@@ -412,6 +420,11 @@ pub fn markdown(r: &Report) -> String {
                 o.path,
                 o.status.as_str()
             );
+            if !o.has_query {
+                s.push_str("No query in this file (metadata and tests):\n\n");
+                fenced(&mut s, "diff", o.file_diff.as_deref().unwrap_or(""));
+                continue;
+            }
             match &o.query_diff {
                 Some(q) => {
                     s.push_str("Query:\n\n");

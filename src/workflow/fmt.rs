@@ -250,9 +250,9 @@ fn tidy(lines: Vec<String>) -> String {
         }
         let l = l.trim_end().to_string();
         if l.is_empty() {
-            let after_open = out.last().is_none_or(|p| {
-                p.is_empty() || p.ends_with('{') || p.ends_with('[') || p.ends_with("\"\"\"")
-            });
+            let after_open = out
+                .last()
+                .is_none_or(|p| p.is_empty() || p.ends_with('{') || p.ends_with('['));
             if !after_open {
                 out.push(l);
             }
