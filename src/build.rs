@@ -50,6 +50,16 @@ pub struct Build {
 }
 
 pub fn build(rules: &[&Rule], opts: &Options) -> Build {
+    build_with(rules, opts, |rule, _| rule.meta.version)
+}
+
+/// [`build`], with the version each rule's files carry for each target
+/// (from `detc.lock`, see [`crate::workflow::lock`]).
+pub fn build_with(
+    rules: &[&Rule],
+    opts: &Options,
+    version: impl Fn(&Rule, Target) -> u32,
+) -> Build {
     let mut b = Build::default();
     // A rule whose own tests fail is not built for any target.
     for rule in rules {
@@ -63,7 +73,14 @@ pub fn build(rules: &[&Rule], opts: &Options) -> Build {
     let mut rows = Vec::new();
     for target in &opts.targets {
         for rule in rules {
-            let outcome = render(rule, *target);
+            let v = version(rule, *target);
+            let outcome = if v == rule.meta.version {
+                render(rule, *target)
+            } else {
+                let mut versioned = (*rule).clone();
+                versioned.meta.version = v;
+                render(&versioned, *target)
+            };
             match &outcome {
                 Ok(r) => {
                     *b.losses.entry(*target).or_default() += r.losses.len();

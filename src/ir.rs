@@ -43,6 +43,11 @@ pub struct Meta {
     /// Targets for which the author accepts a visible, reported loss of
     /// constructs the target cannot express (`lossy = [sigma]`).
     pub lossy: Vec<Target>,
+    /// The version the generated files carry where the target has a field
+    /// for it (contentctl `version`). Not part of the rule text: `detc build`
+    /// fills it in per target from `detc.lock`; 1 without a lock.
+    #[serde(skip)]
+    pub version: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

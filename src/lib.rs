@@ -13,3 +13,4 @@ pub mod load;
 pub mod sources;
 pub mod syntax;
 pub mod target;
+pub mod workflow;

@@ -31,6 +31,9 @@ enum Command {
     Test {
         #[arg(default_value = "rules")]
         paths: Vec<PathBuf>,
+        /// Only the rules that differ from this git revision (new or changed, events included)
+        #[arg(long, value_name = "REV")]
+        changed: Option<String>,
     },
     /// Evaluate one rule over a file of events (NDJSON, a JSON array, or an Event Hub `{"records": [...]}` file)
     #[command(after_help = EXIT_CODES)]
@@ -48,9 +51,9 @@ enum Command {
     Build {
         #[arg(default_value = "rules")]
         paths: Vec<PathBuf>,
-        /// Output directory
-        #[arg(long, default_value = "dist")]
-        out: PathBuf,
+        /// Output directory [default: dist]
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Targets to render, comma-separated (default: all)
         #[arg(long, value_delimiter = ',', value_parser = parse_target)]
         target: Vec<Target>,
@@ -60,6 +63,65 @@ enum Command {
         /// Treat every note, even a setting the format has no place for, as an error
         #[arg(long, conflicts_with = "lossy")]
         strict: bool,
+        /// Write nothing: compare a fresh build with the output directory (when it exists or
+        /// --out is given) and check the version lock; exit 1 on any difference
+        #[arg(long)]
+        check: bool,
+        /// Only the rules that differ from this git revision
+        #[arg(long, value_name = "REV")]
+        changed: Option<String>,
+        /// The version lock [default: detc.lock]; its versions go into the generated files
+        #[arg(long, default_value = detc::workflow::lock::DEFAULT_PATH)]
+        lock: PathBuf,
+    },
+    /// Bump the version of every rule and target whose generated output changed, and rewrite the lock
+    #[command(after_help = EXIT_CODES)]
+    Lock {
+        #[arg(default_value = "rules")]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = detc::workflow::lock::DEFAULT_PATH)]
+        lock: PathBuf,
+    },
+    /// What changes between two rule trees or git revisions, per rule and target, with test verdicts
+    #[command(after_help = EXIT_CODES)]
+    Diff {
+        /// A rule directory or file, or a git revision (`origin/main`)
+        base: String,
+        /// A rule directory or file, or a git revision (`HEAD`)
+        head: String,
+        /// Where the rules are inside a git revision (relative to the current directory)
+        #[arg(long, default_value = "rules")]
+        rules: Vec<PathBuf>,
+        /// `markdown` (for a pull-request comment) or `json`
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
+        format: String,
+    },
+    /// Print rule files in the canonical layout (in place; --check only reports)
+    #[command(after_help = EXIT_CODES)]
+    Fmt {
+        #[arg(default_value = "rules")]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if there are any
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write a new rule file from a template, with a fresh id and today's date
+    #[command(after_help = EXIT_CODES)]
+    New {
+        /// The rule name (letters, digits, `_`); also the file name
+        name: String,
+        /// The log source, such as `kubernetes.audit` (`detc fields` lists them)
+        #[arg(long)]
+        source: String,
+        /// Platforms to cover (default: all of the source's), repeated or comma-separated
+        #[arg(long, value_delimiter = ',')]
+        platform: Vec<String>,
+        /// Directory to write NAME.rule into
+        #[arg(long, default_value = "rules")]
+        dir: PathBuf,
+        /// The author (default: `git config user.name`)
+        #[arg(long)]
+        author: Option<String>,
     },
     /// List the canonical fields of a log source (all sources without an argument)
     #[command(after_help = EXIT_CODES)]
@@ -97,8 +159,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
-        Command::Test { paths } => {
-            let loads = load_or_usage(&paths)?;
+        Command::Test { paths, changed } => {
+            let loads = load_selected(&paths, changed.as_deref())?;
             print_failures(&loads);
             let (mut passed, mut failed) = (0usize, 0usize);
             let mut out = std::io::stdout().lock();
@@ -174,8 +236,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             target,
             lossy,
             strict,
+            check,
+            changed,
+            lock,
         } => {
-            let loads = load_or_usage(&paths)?;
+            let loads = load_selected(&paths, changed.as_deref())?;
+            let locked = detc::workflow::lock::Lock::read(&lock).map_err(anyhow::Error::msg)?;
+            if check {
+                return build_check(
+                    &loads,
+                    out,
+                    target,
+                    lossy,
+                    strict,
+                    changed.is_none(),
+                    &lock,
+                    locked.as_ref(),
+                );
+            }
+            let out = out.unwrap_or_else(|| PathBuf::from("dist"));
             print_failures(&loads);
             if !loads.failures.is_empty() {
                 eprintln!(
@@ -196,7 +275,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 strict,
             };
             let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
-            let b = build::build(&rules, &opts);
+            let b = build::build_with(&rules, &opts, |r, t| {
+                locked
+                    .as_ref()
+                    .map_or(r.meta.version, |l| l.version(&r.name, t))
+            });
             if !b.errors.is_empty() {
                 for e in &b.errors {
                     eprintln!("error: {e}");
@@ -259,6 +342,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Lock { paths, lock } => lock_cmd(&paths, &lock),
+        Command::Diff {
+            base,
+            head,
+            rules,
+            format,
+        } => diff_cmd(&base, &head, &rules, &format),
+        Command::Fmt { paths, check } => fmt_cmd(&paths, check),
+        Command::New {
+            name,
+            source,
+            platform,
+            dir,
+            author,
+        } => new_cmd(&name, &source, &platform, &dir, author),
     }
 }
 
@@ -274,4 +372,321 @@ fn print_failures(loads: &Loads) {
 
 fn parse_target(s: &str) -> Result<Target, String> {
     Target::parse(s).ok_or_else(|| format!("unknown target `{s}` ({})", Target::names()))
+}
+
+/// The rules under `paths`, or with `--changed REV` only those whose checked
+/// form (events included) differs from the same paths at `REV`.
+fn load_selected(paths: &[PathBuf], changed: Option<&str>) -> Result<Loads> {
+    let mut loads = load_or_usage(paths)?;
+    let Some(rev) = changed else {
+        return Ok(loads);
+    };
+    let checkout = detc::workflow::git::checkout(rev).map_err(anyhow::Error::msg)?;
+    let mut base = Vec::new();
+    for p in paths {
+        let p = detc::workflow::git::inside(&checkout, p).map_err(anyhow::Error::msg)?;
+        if p.exists() {
+            base.push(p);
+        }
+    }
+    let before: std::collections::BTreeMap<String, String> = match load::load(&base) {
+        Ok(l) => l
+            .rules
+            .iter()
+            .map(|l| (l.rule.name.clone(), ir_text(&l.rule)))
+            .collect(),
+        Err(_) => Default::default(),
+    };
+    let all = loads.rules.len();
+    loads
+        .rules
+        .retain(|l| before.get(&l.rule.name) != Some(&ir_text(&l.rule)));
+    eprintln!(
+        "--changed {rev}: {} of {all} rule(s) differ",
+        loads.rules.len()
+    );
+    Ok(loads)
+}
+
+fn ir_text(rule: &detc::ir::Rule) -> String {
+    detc::ir::to_yaml(rule).unwrap_or_default()
+}
+
+/// `detc build --check`: build in memory, compare with the output directory
+/// and check the lock. Writes nothing.
+#[allow(clippy::too_many_arguments)]
+fn build_check(
+    loads: &Loads,
+    out: Option<PathBuf>,
+    target: Vec<Target>,
+    lossy: bool,
+    strict: bool,
+    whole: bool,
+    lock_path: &std::path::Path,
+    locked: Option<&detc::workflow::lock::Lock>,
+) -> Result<ExitCode> {
+    print_failures(loads);
+    if !loads.failures.is_empty() {
+        eprintln!(
+            "check failed: {} file(s) did not check",
+            loads.failures.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let all_targets = target.is_empty();
+    let targets = if all_targets {
+        Target::ALL.to_vec()
+    } else {
+        target
+    };
+    let opts = build::Options {
+        targets: targets.clone(),
+        lossy,
+        strict,
+    };
+    let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
+    let b = build::build_with(&rules, &opts, |r, t| {
+        locked.map_or(r.meta.version, |l| l.version(&r.name, t))
+    });
+    if !b.errors.is_empty() {
+        for e in &b.errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!("check failed: the build has {} error(s)", b.errors.len());
+        return Ok(ExitCode::from(1));
+    }
+    let mut problems = 0usize;
+    let dir = out.clone().unwrap_or_else(|| PathBuf::from("dist"));
+    if out.is_some() || dir.exists() {
+        // A partial build (some targets, or --changed) is compared on what it covers.
+        let prefixes: Vec<String> = targets.iter().map(|t| format!("{}/", t.name())).collect();
+        let in_scope = |p: &str| {
+            if whole && all_targets {
+                true
+            } else if !whole {
+                rules.iter().any(|r| p.contains(&r.name)) && p != "REPORT.md"
+            } else {
+                prefixes.iter().any(|x| p.starts_with(x))
+            }
+        };
+        let drift = detc::workflow::drift::compare(&dir, &b.files, in_scope)
+            .with_context(|| format!("reading {}", dir.display()))?;
+        for d in &drift {
+            println!("{d}");
+        }
+        if drift.is_empty() {
+            println!("{}: up to date ({} files)", dir.display(), b.files.len());
+        } else {
+            println!(
+                "{}: {} file(s) differ from a fresh build; run `detc build` and commit the result, and edit the .rule files, not the generated ones",
+                dir.display(),
+                drift.len()
+            );
+        }
+        problems += drift.len();
+    } else {
+        println!(
+            "{}: no such directory; only the version lock is checked",
+            dir.display()
+        );
+    }
+    match locked {
+        Some(lock) => {
+            let found = detc::workflow::lock::verify(lock, &rules, &targets, whole && all_targets)
+                .map_err(anyhow::Error::msg)?;
+            for p in &found {
+                println!("lock: {p}");
+            }
+            if found.is_empty() {
+                println!(
+                    "{}: up to date ({} rule(s))",
+                    lock_path.display(),
+                    rules.len()
+                );
+            }
+            problems += found.len();
+        }
+        None => println!(
+            "{}: no lock; run `detc lock` to start versioning the generated rules",
+            lock_path.display()
+        ),
+    }
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `detc lock`: bump the version of changed outputs and rewrite the lock.
+fn lock_cmd(paths: &[PathBuf], lock_path: &std::path::Path) -> Result<ExitCode> {
+    use detc::workflow::lock::{relock, Lock};
+    let loads = load_or_usage(paths)?;
+    print_failures(&loads);
+    if !loads.failures.is_empty() {
+        eprintln!(
+            "lock failed: {} file(s) did not check; {} left unchanged",
+            loads.failures.len(),
+            lock_path.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let old = Lock::read(lock_path)
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_default();
+    let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
+    let (new, changes) = relock(&old, &rules, &Target::ALL, true).map_err(anyhow::Error::msg)?;
+    for c in &changes {
+        println!("{c}");
+    }
+    if new == old && lock_path.exists() {
+        println!("{}: up to date", lock_path.display());
+    } else {
+        std::fs::write(lock_path, new.to_text())
+            .with_context(|| format!("writing {}", lock_path.display()))?;
+        println!(
+            "wrote {} ({} change(s))",
+            lock_path.display(),
+            changes.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One side of `detc diff`: a path, or a git revision checked out.
+fn diff_side(
+    spec: &str,
+    rules: &[PathBuf],
+) -> Result<(Option<detc::workflow::git::Checkout>, Vec<PathBuf>)> {
+    if std::path::Path::new(spec).exists() {
+        return Ok((None, vec![PathBuf::from(spec)]));
+    }
+    let c = detc::workflow::git::checkout(spec).map_err(anyhow::Error::msg)?;
+    let paths = rules
+        .iter()
+        .map(|p| detc::workflow::git::inside(&c, p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
+    Ok((Some(c), paths))
+}
+
+/// `detc diff BASE HEAD`.
+fn diff_cmd(base: &str, head: &str, rules: &[PathBuf], format: &str) -> Result<ExitCode> {
+    let mut sides = Vec::new();
+    for spec in [base, head] {
+        let (checkout, paths) = diff_side(spec, rules)?;
+        // A revision without rules (before the first rule) is an empty side.
+        let loads = if paths.is_empty() {
+            Loads::default()
+        } else {
+            load::load(&paths).map_err(anyhow::Error::msg)?
+        };
+        if !loads.failures.is_empty() {
+            print_failures(&loads);
+            eprintln!(
+                "diff failed: {} file(s) at `{spec}` did not check",
+                loads.failures.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        sides.push((checkout, loads));
+    }
+    let ruleset = |l: &Loads| l.rules.iter().map(|l| l.rule.clone()).collect::<Vec<_>>();
+    let (b, h) = (ruleset(&sides[0].1), ruleset(&sides[1].1));
+    let report = detc::workflow::diff::compare(
+        base,
+        head,
+        &b.iter().collect::<Vec<_>>(),
+        &h.iter().collect::<Vec<_>>(),
+        &Target::ALL,
+    );
+    let mut out = std::io::stdout().lock();
+    if format == "json" {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", detc::workflow::diff::markdown(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `detc fmt [--check]`.
+fn fmt_cmd(paths: &[PathBuf], check: bool) -> Result<ExitCode> {
+    let files = load::rule_files(paths).map_err(anyhow::Error::msg)?;
+    let (mut unformatted, mut failed) = (0usize, 0usize);
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        match detc::workflow::fmt::format(&path.display().to_string(), &text) {
+            Err(report) => {
+                eprint!("{report}");
+                failed += 1;
+            }
+            Ok(formatted) if formatted != text => {
+                unformatted += 1;
+                if check {
+                    println!("not formatted: {}", path.display());
+                } else {
+                    std::fs::write(&path, formatted)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("formatted {}", path.display());
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    if check && unformatted > 0 {
+        eprintln!("{unformatted} file(s) not formatted; run `detc fmt`");
+    }
+    Ok(if failed > 0 || (check && unformatted > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `detc new NAME --source S`.
+fn new_cmd(
+    name: &str,
+    source: &str,
+    platforms: &[String],
+    dir: &std::path::Path,
+    author: Option<String>,
+) -> Result<ExitCode> {
+    let author = author
+        .or_else(|| {
+            std::process::Command::new("git")
+                .args(["config", "user.name"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "TODO: author".to_string());
+    let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let text = detc::workflow::new::render(&detc::workflow::new::NewRule {
+        name,
+        source,
+        platforms,
+        author: &author,
+        today: &today,
+        id: uuid::Uuid::new_v4(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    let path = dir.join(format!("{name}.rule"));
+    if path.exists() {
+        anyhow::bail!("{} exists; choose another name", path.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "wrote {}: fill in the TODOs, then `detc check {}` and `detc test {}`",
+        path.display(),
+        path.display(),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

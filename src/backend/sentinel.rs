@@ -900,7 +900,7 @@ fn render_form(
         details,
         display_name,
         severity_column: query.severity_column.clone(),
-        version: "1.0.0".into(),
+        version: format!("1.0.{}", rule.meta.version.saturating_sub(1)),
     };
     let base = format!("{stem}__{}", form.name);
     out.files.push(Artifact {

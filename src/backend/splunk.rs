@@ -285,6 +285,7 @@ fn render_detection(
         "notes": notes,
         "name": name,
         "id": id,
+        "version": meta.version,
         "date": meta.modified.as_deref().unwrap_or(&meta.date),
         "author": meta.author,
         "status": status,

@@ -82,7 +82,8 @@ fn one_of(options: &[&str]) -> String {
     format!("one of: {}", options.join(", "))
 }
 
-const META_KEYS: &[&str] = &[
+/// Rule settings, in the canonical order `detc fmt` prints them.
+pub const META_KEYS: &[&str] = &[
     "id",
     "title",
     "description",
@@ -100,7 +101,11 @@ const META_KEYS: &[&str] = &[
     "lossy",
 ];
 
-const OUTPUT_KEYS: &[&str] = &[
+/// The condition `detc new` writes for the author to replace.
+pub const PLACEHOLDER: &str = "TODO";
+
+/// Output settings, in the canonical order `detc fmt` prints them.
+pub const OUTPUT_KEYS: &[&str] = &[
     "group_by",
     "values",
     "rename",
@@ -291,6 +296,7 @@ impl<'a> Checker<'a> {
             related,
             tags,
             lossy,
+            version: 1,
         })
     }
 
@@ -726,6 +732,18 @@ impl<'a> Checker<'a> {
         if known.contains(&name.node) {
             used.insert(name.node.clone());
             return Some(Expr::Ref(name.node.clone()));
+        }
+        if name.node == PLACEHOLDER {
+            // `detc new` writes `match TODO`.
+            self.err(
+                Diagnostic::new(
+                    "the condition is still the placeholder `TODO`: fill in what this rule detects",
+                    name.span,
+                )
+                .label("replace TODO")
+                .hint("write a condition on the source's fields, such as `verb == \"create\" and objectRef.resource == \"cronjobs\"`; `detc fields <source>` lists the fields"),
+            );
+            return None;
         }
         let mut d = Diagnostic::new(format!("unknown condition `{}`", name.node), name.span)
             .label("not defined");

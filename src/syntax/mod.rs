@@ -53,6 +53,59 @@ pub fn parse(text: &str) -> PResult<File> {
     Ok(File { rules })
 }
 
+/// A `# ...` comment: its span (from `#` to the end of the line, without
+/// the newline) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub span: Span,
+    pub text: String,
+}
+
+/// Every comment of a rule file, in order. The grammar skips comments, so
+/// they are found between the tokens pest reports: every string, regex, JSON
+/// and other leaf token is a pair, and the literal keywords and punctuation
+/// between them never contain `#`, so a `#` outside every leaf starts a
+/// comment. Fails as [`parse`] does on text that does not parse.
+pub fn comments(text: &str) -> PResult<Vec<Comment>> {
+    parse(text)?;
+    let pairs = RuleParser::parse(Rule::file, text).map_err(|e| pest_error(e, text))?;
+    let mut leaves: Vec<(usize, usize)> = pairs
+        .flatten()
+        .filter(|p| p.clone().into_inner().next().is_none())
+        .map(|p| (p.as_span().start(), p.as_span().end()))
+        .collect();
+    leaves.sort();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let mut gaps = Vec::new();
+    for (start, end) in leaves {
+        if start > at {
+            gaps.push((at, start));
+        }
+        at = at.max(end);
+    }
+    gaps.push((at, text.len()));
+    for (start, end) in gaps {
+        let gap = &text[start..end];
+        let mut i = 0;
+        while let Some(off) = gap[i..].find('#') {
+            let c_start = start + i + off;
+            let c_end = text[c_start..]
+                .find('\n')
+                .map_or(text.len(), |n| c_start + n);
+            out.push(Comment {
+                span: Span::new(c_start, c_end),
+                text: text[c_start..c_end].trim_end().to_string(),
+            });
+            if c_end >= end {
+                break;
+            }
+            i = c_end - start;
+        }
+    }
+    Ok(out)
+}
+
 fn check_nesting(text: &str) -> PResult<()> {
     let mut depth = 0usize;
     let mut in_string = false;
