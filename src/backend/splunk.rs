@@ -515,21 +515,59 @@ impl SearchTerms<'_> {
         v: &Value,
     ) -> Result<String, String> {
         let needs_where = |why: String| Err(format!("{why}: goes to the `| where` post-filter"));
-        match (c.op, v) {
-            (Op::Eq, Value::Str(s)) => match search_literal(s) {
-                Ok(()) => Ok(format!("{f}={}", spl_str(s))),
-                Err(why) => needs_where(why),
-            },
-            (Op::Ne, Value::Str(s)) => {
-                if multi {
-                    return needs_where("`!=` on an array field".into());
-                }
-                match search_literal(s) {
-                    Ok(()) => Ok(format!("{f}!={}", spl_str(s))),
-                    Err(why) => needs_where(why),
-                }
+        let no_form = || {
+            Err(format!(
+                "`{}` with this value has no Splunk form",
+                c.op.keyword()
+            ))
+        };
+        let numeric = |n: &serde_json::Number| {
+            if ty != FieldType::Number {
+                return needs_where("a numeric comparison on a field that is not a number".into());
             }
-            (Op::StartsWith | Op::EndsWith | Op::Contains, Value::Str(s)) => {
+            if c.op == Op::Ne && multi {
+                return needs_where("`!=` on an array field".into());
+            }
+            let op = match c.op {
+                Op::Eq => "=",
+                Op::Ne => "!=",
+                Op::Lt => "<",
+                Op::Le => "<=",
+                Op::Gt => ">",
+                _ => ">=",
+            };
+            Ok(format!("{f}{op}{n}"))
+        };
+        // Exhaustive over operators: a new one has no search form until it
+        // is given one here (or sent to the `where` post-filter).
+        match c.op {
+            Op::Exists => no_form(),
+            Op::Eq | Op::Ne => match v {
+                Value::Str(s) if c.op == Op::Eq => match search_literal(s) {
+                    Ok(()) => Ok(format!("{f}={}", spl_str(s))),
+                    Err(why) => needs_where(why),
+                },
+                Value::Str(s) => {
+                    if multi {
+                        return needs_where("`!=` on an array field".into());
+                    }
+                    match search_literal(s) {
+                        Ok(()) => Ok(format!("{f}!={}", spl_str(s))),
+                        Err(why) => needs_where(why),
+                    }
+                }
+                Value::Bool(b) => {
+                    // `!= true` holds for a false value only: write it as `= "false"`.
+                    let want = if c.op == Op::Eq { *b } else { !*b };
+                    Ok(format!("{f}=\"{want}\""))
+                }
+                Value::Num(n) => numeric(n),
+                Value::Regex(_) => no_form(),
+            },
+            Op::StartsWith | Op::EndsWith | Op::Contains => {
+                let Value::Str(s) = v else {
+                    return no_form();
+                };
                 if let Err(why) = search_literal(s) {
                     return needs_where(why);
                 }
@@ -543,40 +581,19 @@ impl SearchTerms<'_> {
                 };
                 Ok(format!("{f}={}", spl_str(&pat)))
             }
-            (Op::Like, Value::Str(g)) => match glob_to_search(g) {
-                Ok(pat) => Ok(format!("{f}={}", spl_str(&pat))),
-                Err(why) => needs_where(why),
+            Op::Like => match v {
+                Value::Str(g) => match glob_to_search(g) {
+                    Ok(pat) => Ok(format!("{f}={}", spl_str(&pat))),
+                    Err(why) => needs_where(why),
+                },
+                _ => no_form(),
             },
-            (Op::Eq | Op::Ne, Value::Bool(b)) => {
-                // `!= true` holds for a false value only: write it as `= "false"`.
-                let want = if c.op == Op::Eq { *b } else { !*b };
-                Ok(format!("{f}=\"{want}\""))
-            }
-            (Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge, Value::Num(n)) => {
-                if ty != FieldType::Number {
-                    return needs_where(
-                        "a numeric comparison on a field that is not a number".into(),
-                    );
-                }
-                if c.op == Op::Ne && multi {
-                    return needs_where("`!=` on an array field".into());
-                }
-                let op = match c.op {
-                    Op::Eq => "=",
-                    Op::Ne => "!=",
-                    Op::Lt => "<",
-                    Op::Le => "<=",
-                    Op::Gt => ">",
-                    _ => ">=",
-                };
-                Ok(format!("{f}{op}{n}"))
-            }
-            (Op::Matches, _) => needs_where("a regex".into()),
-            (Op::Cidr, _) => needs_where("a CIDR test".into()),
-            _ => Err(format!(
-                "`{}` with this value has no Splunk form",
-                c.op.keyword()
-            )),
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => match v {
+                Value::Num(n) => numeric(n),
+                _ => no_form(),
+            },
+            Op::Matches => needs_where("a regex".into()),
+            Op::Cidr => needs_where("a CIDR test".into()),
         }
     }
 }
@@ -715,41 +732,72 @@ impl WhereExpr<'_> {
         let num = |op: &str, n: &serde_json::Number| {
             format!("(isnotnull(tonumber({r})) AND tonumber({r}){op}{n})")
         };
-        Ok(match (c.op, v) {
-            (Op::Eq, Value::Str(s)) => re(format!("^{}\\z", lit(s))),
-            (Op::Ne, Value::Str(s)) => format!("NOT {}", re(format!("^{}\\z", lit(s)))),
-            (Op::StartsWith, Value::Str(s)) => re(format!("^{}", lit(s))),
-            (Op::EndsWith, Value::Str(s)) => re(format!("{}\\z", lit(s))),
-            (Op::Contains, Value::Str(s)) => re(lit(s)),
-            (Op::Like, Value::Str(g)) => {
+        let no_form = || {
+            Err(format!(
+                "`{}` with this value has no Splunk form",
+                c.op.keyword()
+            ))
+        };
+        // Exhaustive over operators, like the search terms.
+        Ok(match c.op {
+            Op::Exists => return no_form(),
+            Op::Eq | Op::Ne => match v {
+                Value::Str(s) if c.op == Op::Eq => re(format!("^{}\\z", lit(s))),
+                Value::Str(s) => format!("NOT {}", re(format!("^{}\\z", lit(s)))),
+                Value::Bool(b) => {
+                    let want = if c.op == Op::Eq { *b } else { !*b };
+                    format!("match({r}, \"(?i)^{want}\\\\z\")")
+                }
+                Value::Num(n) if c.op == Op::Eq => num("==", n),
+                Value::Num(n) => num("!=", n),
+                Value::Regex(_) => return no_form(),
+            },
+            Op::StartsWith | Op::EndsWith | Op::Contains => {
+                let Value::Str(s) = v else {
+                    return no_form();
+                };
+                match c.op {
+                    Op::StartsWith => re(format!("^{}", lit(s))),
+                    Op::EndsWith => re(format!("{}\\z", lit(s))),
+                    _ => re(lit(s)),
+                }
+            }
+            Op::Like => {
+                let Value::Str(g) = v else {
+                    return no_form();
+                };
                 let flags = if c.cased { "(?s)" } else { "(?is)" };
                 format!(
                     "match({r}, {})",
                     spl_str(&format!("{flags}{}", glob_pcre(g)))
                 )
             }
-            (Op::Matches, Value::Regex(x)) => re(pcre_user(x)),
-            (Op::Cidr, Value::Str(net)) => {
+            Op::Matches => {
+                let Value::Regex(x) = v else {
+                    return no_form();
+                };
+                re(pcre_user(x))
+            }
+            Op::Cidr => {
+                let Value::Str(net) = v else {
+                    return no_form();
+                };
                 if net.chars().any(|ch| ch == '`' || ch.is_control()) {
                     return Err("a network with a backtick or control character".into());
                 }
                 format!("cidrmatch({}, {r})", spl_str(net))
             }
-            (Op::Eq | Op::Ne, Value::Bool(b)) => {
-                let want = if c.op == Op::Eq { *b } else { !*b };
-                format!("match({r}, \"(?i)^{want}\\\\z\")")
-            }
-            (Op::Eq, Value::Num(n)) => num("==", n),
-            (Op::Ne, Value::Num(n)) => num("!=", n),
-            (Op::Lt, Value::Num(n)) => num("<", n),
-            (Op::Le, Value::Num(n)) => num("<=", n),
-            (Op::Gt, Value::Num(n)) => num(">", n),
-            (Op::Ge, Value::Num(n)) => num(">=", n),
-            _ => {
-                return Err(format!(
-                    "`{}` with this value has no Splunk form",
-                    c.op.keyword()
-                ))
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let Value::Num(n) = v else {
+                    return no_form();
+                };
+                let op = match c.op {
+                    Op::Lt => "<",
+                    Op::Le => "<=",
+                    Op::Gt => ">",
+                    _ => ">=",
+                };
+                num(op, n)
             }
         })
     }

@@ -99,81 +99,55 @@ impl Evaluator {
         }
     }
 
+    /// One value against one leaf. The match over operators is exhaustive:
+    /// a new operator does not compile until it has a meaning here.
     fn leaf(&mut self, c: &Cmp, leaf: &Json, v: &Value) -> bool {
-        if c.op.is_numeric() {
-            let (Some(a), Some(b)) = (number(leaf), value_number(v)) else {
-                return false;
-            };
-            return match c.op {
-                Op::Lt => a < b,
-                Op::Le => a <= b,
-                Op::Gt => a > b,
-                _ => a >= b,
-            };
-        }
-        match (c.op, v) {
-            (Op::Eq | Op::Ne, Value::Num(n)) => {
-                let eq = match (number(leaf), n.as_f64()) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => false,
-                };
-                // `!=` needs a comparable value: a non-number is not "unequal".
-                if c.op == Op::Eq {
-                    eq
-                } else {
-                    number(leaf).is_some() && !eq
-                }
-            }
-            (Op::Eq | Op::Ne, Value::Bool(b)) => {
-                let actual = match leaf {
-                    Json::Bool(x) => Some(*x),
-                    Json::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-                    Json::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-                    _ => None,
-                };
-                match actual {
-                    Some(x) => (x == *b) == (c.op == Op::Eq),
-                    None => false,
-                }
-            }
-            (Op::Cidr, Value::Str(net)) => {
-                let (Some(text), Ok(net)) = (scalar_text(leaf), net.parse::<ipnet::IpNet>()) else {
+        let numeric = |cmp: fn(f64, f64) -> bool| match (number(leaf), value_number(v)) {
+            (Some(a), Some(b)) => cmp(a, b),
+            _ => false,
+        };
+        match c.op {
+            // `exists` is decided on the leaves as a whole, in `cmp`.
+            Op::Exists => true,
+            Op::Lt => numeric(|a, b| a < b),
+            Op::Le => numeric(|a, b| a <= b),
+            Op::Gt => numeric(|a, b| a > b),
+            Op::Ge => numeric(|a, b| a >= b),
+            Op::Eq | Op::Ne => equal(c, leaf, v).is_some_and(|eq| eq == (c.op == Op::Eq)),
+            Op::Cidr => {
+                let (Some(text), Some(Ok(net))) = (
+                    scalar_text(leaf),
+                    v.as_str().map(str::parse::<ipnet::IpNet>),
+                ) else {
                     return false;
                 };
                 text.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip))
             }
-            (Op::Matches, Value::Regex(re)) => {
-                let Some(text) = scalar_text(leaf) else {
+            Op::Matches | Op::Like => {
+                let (Some(text), Some(pattern)) = (scalar_text(leaf), v.as_str()) else {
                     return false;
                 };
-                self.regex(re, c.cased).is_some_and(|r| r.is_match(&text))
-            }
-            (Op::Like, Value::Str(glob)) => {
-                let Some(text) = scalar_text(leaf) else {
-                    return false;
+                let re = match c.op {
+                    Op::Like => glob_to_regex(pattern),
+                    _ => pattern.to_string(),
                 };
-                let re = glob_to_regex(glob);
                 self.regex(&re, c.cased).is_some_and(|r| r.is_match(&text))
             }
-            (op, Value::Str(want)) => {
-                let Some(text) = scalar_text(leaf) else {
+            Op::StartsWith | Op::EndsWith | Op::Contains => {
+                let (Some(have), Some(want)) = (scalar_text(leaf), v.as_str()) else {
                     return false;
                 };
                 let (have, want) = if c.cased {
-                    (text, want.clone())
+                    (have, want.to_string())
                 } else {
-                    (text.to_lowercase(), want.to_lowercase())
+                    (have.to_lowercase(), want.to_lowercase())
                 };
-                match op {
-                    Op::Eq => have == want,
-                    Op::Ne => have != want,
+                match c.op {
                     Op::StartsWith => have.starts_with(&want),
                     Op::EndsWith => have.ends_with(&want),
-                    Op::Contains => have.contains(&want),
-                    _ => false,
+                    _ => have.contains(&want),
                 }
             }
-            _ => false,
         }
     }
 
@@ -188,6 +162,32 @@ impl Evaluator {
                     .ok()
             })
             .as_ref()
+    }
+}
+
+/// `==` between a leaf and a value, or `None` when they cannot be compared
+/// (then neither `==` nor `!=` holds: `!=` needs a comparable value).
+fn equal(c: &Cmp, leaf: &Json, v: &Value) -> Option<bool> {
+    match v {
+        Value::Num(n) => Some(number(leaf)? == n.as_f64()?),
+        Value::Bool(b) => {
+            let actual = match leaf {
+                Json::Bool(x) => *x,
+                Json::String(s) if s.eq_ignore_ascii_case("true") => true,
+                Json::String(s) if s.eq_ignore_ascii_case("false") => false,
+                _ => return None,
+            };
+            Some(actual == *b)
+        }
+        Value::Str(want) => {
+            let have = scalar_text(leaf)?;
+            Some(if c.cased {
+                have == *want
+            } else {
+                have.to_lowercase() == want.to_lowercase()
+            })
+        }
+        Value::Regex(_) => None,
     }
 }
 
