@@ -6,7 +6,7 @@
 //! the surface syntax.
 
 use crate::target::Target;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// One checked `.rule` file entry.
@@ -195,10 +195,48 @@ pub enum Expr {
     Cmp(Cmp),
 }
 
+/// The type of a catalog field.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    #[default]
+    String,
+    Number,
+    Bool,
+    Ip,
+    Timestamp,
+    /// A fixed object whose children are listed separately.
+    Object,
+    /// An object with arbitrary keys and string values.
+    Map,
+    /// Arbitrary JSON below: sub-paths and `**` are allowed.
+    Any,
+}
+
+/// What the checker learned of a compared field from the source catalog.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FieldInfo {
+    pub ty: FieldType,
+    /// Per segment: whether the value at that prefix is an array (Splunk `{}`).
+    pub arrays: Vec<bool>,
+    /// True when the path lies below an `any` field, whose shape is not known.
+    pub free_form: bool,
+}
+
+impl FieldInfo {
+    /// The field, or a parent of it, holds an array.
+    pub fn is_array(&self) -> bool {
+        self.arrays.iter().any(|a| *a)
+    }
+}
+
 /// `field [cased] op value(s)`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Cmp {
     pub field: Field,
+    /// The field's type and array-ness, as the checker resolved it.
+    #[serde(skip)]
+    pub info: FieldInfo,
     pub op: Op,
     pub cased: bool,
     /// With several values: `true` means every value must match (`all [..]`),

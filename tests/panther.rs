@@ -893,6 +893,7 @@ fn cmp(field: &[&str], op: Op, values: Vec<Value>) -> Expr {
                 })
                 .collect(),
         ),
+        info: Default::default(),
         op,
         cased: false,
         all: false,

@@ -168,7 +168,7 @@ impl Columns for Ctx {
         } else {
             self.resolve(&c.field)?
         };
-        if f.array && c.op != Op::Exists {
+        if (f.array || c.info.is_array()) && c.op != Op::Exists {
             return Err(format!(
                 "`{}` is an array: ES|QL makes every comparison on a multi-valued field null (MV_CONTAINS is not in 9.1)",
                 c.field

@@ -136,6 +136,7 @@ mod tests {
     fn f(name: &str) -> Expr {
         Expr::Cmp(Cmp {
             field: Field(vec![Seg::Key(name.into())]),
+            info: Default::default(),
             op: Op::Exists,
             cased: false,
             all: false,

@@ -269,7 +269,6 @@ struct Read {
 
 /// One form of one detection, as a [`Columns`] target.
 struct Kql<'a> {
-    source: &'a str,
     form: &'a Form,
 }
 
@@ -319,12 +318,6 @@ impl Kql<'_> {
             self.form.label, self.form.name
         ))
     }
-
-    fn is_array(&self, field: &Field) -> bool {
-        crate::sources::catalog(self.source)
-            .and_then(|c| c.resolve(field).ok())
-            .is_some_and(|r| r.arrays.iter().any(|a| *a))
-    }
 }
 
 impl Columns for Kql<'_> {
@@ -334,7 +327,7 @@ impl Columns for Kql<'_> {
 
     fn column(&self, c: &Cmp) -> Result<Column, String> {
         let r = self.read(&c.field)?;
-        if self.is_array(&c.field) && c.op != crate::ir::Op::Exists {
+        if c.info.is_array() && c.op != crate::ir::Op::Exists {
             return Err(format!(
                 "`{}` is an array: a KQL row filter compares its elements only through mv-apply",
                 c.field
@@ -723,10 +716,7 @@ fn render_form(
     out: &mut Rendered,
 ) -> Result<(), BackendError> {
     let stem = det.stem.as_str();
-    let kql = Kql {
-        source: &det.source,
-        form,
-    };
+    let kql = Kql { form };
     let mut losses = common.to_vec();
     let default = Window {
         interval_min: 5,

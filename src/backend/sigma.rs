@@ -539,8 +539,6 @@ fn single(c: &Cmp, v: &Value) -> Cmp {
 /// Turns the IR into selections and a condition that refers to them.
 struct Lowering<'a> {
     det: &'a Detection,
-    /// Array flags of the source's catalog, for `!=`.
-    catalog: Option<&'static crate::sources::Catalog>,
     selections: Vec<(String, Form)>,
     taken: BTreeSet<String>,
     /// let name -> the expression that stands for it in the condition.
@@ -554,7 +552,6 @@ impl<'a> Lowering<'a> {
         let taken = det.lets.iter().map(|l| sanitize(&l.name)).collect();
         Lowering {
             det,
-            catalog: crate::sources::catalog(&det.source),
             selections: Vec::new(),
             taken,
             memo: BTreeMap::new(),
@@ -580,12 +577,6 @@ impl<'a> Lowering<'a> {
         Expr::Ref(name)
     }
 
-    fn is_array(&self, f: &Field) -> bool {
-        self.catalog
-            .and_then(|c| c.resolve(f).ok())
-            .is_some_and(|r| r.arrays.iter().any(|a| *a))
-    }
-
     /// An equivalent expression for comparisons that are not one detection
     /// item: `all` lists (other than `contains`, which has `|contains|all`)
     /// become an AND of single values; `x != "v"` ("present and not equal")
@@ -609,7 +600,7 @@ impl<'a> Lowering<'a> {
                     c.values.iter().map(|v| Expr::Cmp(single(c, v))).collect(),
                 )));
             }
-            if self.is_array(&c.field) {
+            if c.info.is_array() {
                 return Err(Unprintable {
                     construct: c.to_string(),
                     reason: "`!=` on an array field holds when some element differs; Sigma can only say \"not equal to any element\"".into(),
@@ -621,6 +612,7 @@ impl<'a> Lowering<'a> {
                 cased: false,
                 all: false,
                 field: c.field.clone(),
+                info: c.info.clone(),
             };
             let eq = Cmp {
                 op: Op::Eq,

@@ -444,8 +444,8 @@ fn is_scalar(ty: FieldType) -> bool {
     )
 }
 
-fn exists_check(cat: &Catalog, c: &Cmp) -> Result<(), String> {
-    let res = cat.resolve(&c.field)?;
+fn exists_check(c: &Cmp) -> Result<(), String> {
+    let res = &c.info;
     if res.free_form || !is_scalar(res.ty) {
         return Err(format!(
             "`{}` may hold an object, and Splunk keeps only the leaf fields of JSON objects, so its presence cannot be tested",
@@ -624,14 +624,14 @@ impl Dialect for SearchTerms<'_> {
         let name = spl_field_name(self.cat, &c.field)?;
         let f = search_field(&name)?;
         if c.op == Op::Exists {
-            exists_check(self.cat, c)?;
+            exists_check(c)?;
             return Ok(format!("{f}=*"));
         }
         if c.cased {
             return Err("a case-sensitive comparison (search terms ignore case): goes to the `| where` post-filter".into());
         }
-        let res = self.cat.resolve(&c.field)?;
-        let multi = res.arrays.iter().any(|a| *a);
+        let res = &c.info;
+        let multi = res.is_array();
         let terms = c
             .values
             .iter()
@@ -809,12 +809,12 @@ impl Dialect for WhereExpr<'_> {
         let name = spl_field_name(self.cat, &c.field)?;
         let r = where_field(&name)?;
         if c.op == Op::Exists {
-            exists_check(self.cat, c)?;
+            exists_check(c)?;
             return Ok(format!("isnotnull({r})"));
         }
-        let res = self.cat.resolve(&c.field)?;
+        let res = &c.info;
         // Arrays, and free-form fields that may be arrays, test each value.
-        let multi = res.free_form || res.arrays.iter().any(|a| *a);
+        let multi = res.free_form || res.is_array();
         let parts = c
             .values
             .iter()

@@ -825,6 +825,7 @@ impl<'a> Checker<'a> {
             }
             return Some(Expr::Cmp(ir::Cmp {
                 field,
+                info: resolved,
                 op,
                 cased: false,
                 all: false,
@@ -838,6 +839,7 @@ impl<'a> Checker<'a> {
         {
             let exists = Expr::Cmp(ir::Cmp {
                 field,
+                info: resolved,
                 op: Op::Exists,
                 cased: false,
                 all: false,
@@ -892,6 +894,7 @@ impl<'a> Checker<'a> {
         }
         Some(Expr::Cmp(ir::Cmp {
             field,
+            info: resolved,
             op,
             cased: c.cased,
             all: c.quantifier == Some(true),

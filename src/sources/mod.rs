@@ -4,24 +4,9 @@
 pub mod normalize;
 
 use crate::ir::{Field, Seg};
+pub use crate::ir::{FieldInfo, FieldType};
 use serde::Deserialize;
 use std::sync::OnceLock;
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum FieldType {
-    String,
-    Number,
-    Bool,
-    Ip,
-    Timestamp,
-    /// A fixed object whose children are listed separately.
-    Object,
-    /// An object with arbitrary keys and string values.
-    Map,
-    /// Arbitrary JSON below: sub-paths and `**` are allowed.
-    Any,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct FieldDef {
@@ -45,15 +30,9 @@ pub struct Catalog {
     pub fields: Vec<FieldDef>,
 }
 
-/// What the catalog knows about a field path.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
-    pub ty: FieldType,
-    /// Per segment: whether the value at that prefix is an array (Splunk `{}`).
-    pub arrays: Vec<bool>,
-    /// True when the path lies below an `any` field, whose shape is not known.
-    pub free_form: bool,
-}
+/// What the catalog knows about a field path: the IR's [`FieldInfo`],
+/// carried by every comparison.
+pub type Resolved = FieldInfo;
 
 pub fn catalogs() -> &'static [Catalog] {
     static CATALOGS: OnceLock<Vec<Catalog>> = OnceLock::new();
