@@ -292,24 +292,117 @@ pub enum Value {
     Str(String),
     Num(serde_json::Number),
     Bool(bool),
-    /// A regex in the portable subset, matched as a substring search.
+    /// A regex in the portable subset (checked by the checker), matched as a
+    /// substring search.
     Regex(String),
+    /// A `like` pattern, tokenised once by the checker.
+    Glob(Glob),
+    /// A `cidr` network, parsed once by the checker.
+    Net(Net),
 }
 
 impl Value {
+    /// The value as written in the rule, for the values that are text.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) | Value::Regex(s) => Some(s),
-            _ => None,
+            Value::Glob(g) => Some(g.source()),
+            Value::Net(n) => Some(n.source()),
+            Value::Num(_) | Value::Bool(_) => None,
         }
     }
     /// The value as the text an engine compares it as.
     pub fn text(&self) -> String {
         match self {
-            Value::Str(s) | Value::Regex(s) => s.clone(),
             Value::Num(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
+            other => other.as_str().unwrap_or_default().to_string(),
         }
+    }
+}
+
+/// One token of a `like` glob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobTok {
+    /// `*`: any run of characters, the empty one included.
+    Any,
+    /// `?`: exactly one character.
+    One,
+    /// A character matched as itself (`\*`, `\?` and `\\` are literals).
+    Lit(char),
+}
+
+/// A `like` pattern: whole-value glob with `*`, `?` and `\` escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Glob {
+    source: String,
+    tokens: Vec<GlobTok>,
+}
+
+impl Glob {
+    /// Tokenise a glob, or say why it is not one.
+    pub fn parse(source: &str) -> Result<Glob, String> {
+        let mut tokens = Vec::new();
+        let mut chars = source.chars();
+        while let Some(c) = chars.next() {
+            tokens.push(match c {
+                '*' => GlobTok::Any,
+                '?' => GlobTok::One,
+                '\\' => match chars.next() {
+                    Some(n) => GlobTok::Lit(n),
+                    None => return Err("the glob ends in a lone backslash".into()),
+                },
+                c => GlobTok::Lit(c),
+            });
+        }
+        Ok(Glob {
+            source: source.to_string(),
+            tokens,
+        })
+    }
+    /// The glob as written in the rule.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    pub fn tokens(&self) -> &[GlobTok] {
+        &self.tokens
+    }
+}
+
+impl Serialize for Glob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+/// A `cidr` network as written and as parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Net {
+    source: String,
+    net: ipnet::IpNet,
+}
+
+impl Net {
+    pub fn parse(source: &str) -> Result<Net, String> {
+        source
+            .parse::<ipnet::IpNet>()
+            .map(|net| Net {
+                source: source.to_string(),
+                net,
+            })
+            .map_err(|e| e.to_string())
+    }
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    pub fn net(&self) -> &ipnet::IpNet {
+        &self.net
+    }
+}
+
+impl Serialize for Net {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
     }
 }
 
@@ -401,7 +494,7 @@ impl fmt::Display for Cmp {
             return f.write_str(" exists");
         }
         let show = |v: &Value| match v {
-            Value::Str(s) => format!("{s:?}"),
+            Value::Str(_) | Value::Glob(_) | Value::Net(_) => format!("{:?}", v.text()),
             Value::Regex(r) => format!("/{r}/"),
             other => other.text(),
         };

@@ -12,7 +12,7 @@
 use detc::backend::panther::{self, PyDialect};
 use detc::backend::{printer, Target};
 use detc::eval::{Evaluator, Verdict};
-use detc::ir::{Cmp, Expr, Field, Op, Rule, Seg, Severity, TemplatePart, Value};
+use detc::ir::{Cmp, Expr, Field, Glob, Net, Op, Rule, Seg, Severity, TemplatePart, Value};
 use serde_json::{json, Value as Json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -729,13 +729,14 @@ fn hostile_rule() -> Rule {
             Expr::Cmp(c) => {
                 for v in &mut c.values {
                     match v {
-                        Value::Str(s) if c.op == Op::Like => {
-                            *s = format!(
+                        Value::Glob(g) => {
+                            *g = Glob::parse(&format!(
                                 "{}*",
                                 h.replace('\\', "\\\\")
                                     .replace('*', "\\*")
                                     .replace('?', "\\?")
-                            )
+                            ))
+                            .unwrap()
                         }
                         Value::Str(s) => *s = h.to_string(),
                         // a regex matching HOSTILE literally
@@ -938,11 +939,11 @@ fn dialect_writes_runtime_calls_with_python_precedence() {
     );
     assert_eq!(panther::py_value(Op::Eq, &Value::Regex("x".into())), "None");
     assert_eq!(
-        panther::py_value(Op::Cidr, &Value::Str("10.0.0.0".into())),
+        panther::py_value(Op::Cidr, &Value::Str("10.1.2.3/8".into())),
         "None"
     );
     assert_eq!(
-        panther::py_value(Op::Cidr, &Value::Str("10.1.2.3/8".into())),
+        panther::py_value(Op::Cidr, &Value::Net(Net::parse("10.1.2.3/8").unwrap())),
         "\"10.1.2.3/8\""
     );
     assert_eq!(panther::py_value(Op::Eq, &Value::Bool(true)), "True");

@@ -32,6 +32,7 @@
 use detc::backend::sigma::{self, escape_value, glob_value, tactic_tag, technique_tag};
 use detc::backend::{LossKind, Rendered, Target};
 use detc::eval::Evaluator;
+use detc::ir::Glob;
 use detc::ir::{Detection, Rule};
 use detc::sources::normalize::normalize;
 use serde_json::{json, Value as Json};
@@ -1232,18 +1233,49 @@ fn values_are_escaped_for_sigma() {
 
 #[test]
 fn globs_become_the_closest_sigma_form() {
-    assert_eq!(glob_value("*foo*"), (Some("contains"), "foo".into()));
-    assert_eq!(glob_value("foo*"), (Some("startswith"), "foo".into()));
-    assert_eq!(glob_value("*foo"), (Some("endswith"), "foo".into()));
-    assert_eq!(glob_value("foo"), (None, "foo".into()));
-    assert_eq!(glob_value("f?o"), (None, "f?o".into()));
-    assert_eq!(glob_value("a**b***"), (None, "a*b*".into()));
-    assert_eq!(glob_value("**"), (None, "*".into()));
-    assert_eq!(glob_value(r"a\*b*"), (Some("startswith"), r"a\*b".into()));
-    assert_eq!(glob_value(r"*a\?b*"), (Some("contains"), r"a\?b".into()));
-    assert_eq!(glob_value(r"\n\\x"), (None, r"n\\x".into()));
-    assert_eq!(glob_value(r"trailing\"), (None, r"trailing\\".into()));
-    assert_eq!(glob_value("*a*b*"), (None, "*a*b*".into()));
+    assert_eq!(
+        glob_value(&Glob::parse("*foo*").unwrap()),
+        (Some("contains"), "foo".into())
+    );
+    assert_eq!(
+        glob_value(&Glob::parse("foo*").unwrap()),
+        (Some("startswith"), "foo".into())
+    );
+    assert_eq!(
+        glob_value(&Glob::parse("*foo").unwrap()),
+        (Some("endswith"), "foo".into())
+    );
+    assert_eq!(
+        glob_value(&Glob::parse("foo").unwrap()),
+        (None, "foo".into())
+    );
+    assert_eq!(
+        glob_value(&Glob::parse("f?o").unwrap()),
+        (None, "f?o".into())
+    );
+    assert_eq!(
+        glob_value(&Glob::parse("a**b***").unwrap()),
+        (None, "a*b*".into())
+    );
+    assert_eq!(glob_value(&Glob::parse("**").unwrap()), (None, "*".into()));
+    assert_eq!(
+        glob_value(&Glob::parse(r"a\*b*").unwrap()),
+        (Some("startswith"), r"a\*b".into())
+    );
+    assert_eq!(
+        glob_value(&Glob::parse(r"*a\?b*").unwrap()),
+        (Some("contains"), r"a\?b".into())
+    );
+    assert_eq!(
+        glob_value(&Glob::parse(r"\n\\x").unwrap()),
+        (None, r"n\\x".into())
+    );
+    // A lone trailing backslash is no glob: the checker refuses it.
+    assert!(Glob::parse(r"trailing\").is_err());
+    assert_eq!(
+        glob_value(&Glob::parse("*a*b*").unwrap()),
+        (None, "*a*b*".into())
+    );
 }
 
 #[test]

@@ -717,7 +717,9 @@ impl Eql<'_> {
             (Kind::Date, _) => bad("is a date field: Elasticsearch compares instants, the language compares text"),
             (Kind::Boolean, _) => bad("is a boolean field: only true/false compare the same way"),
             (Kind::Integer | Kind::Float, _) => bad("is numeric: this value does not compare the same way there"),
-            (Kind::Keyword, Value::Regex(_)) => bad("cannot be compared with a regex this way"),
+            (Kind::Keyword, Value::Regex(_) | Value::Glob(_) | Value::Net(_)) => {
+                bad("cannot be compared with a pattern this way")
+            }
         }
     }
 

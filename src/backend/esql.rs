@@ -231,12 +231,13 @@ impl Columns for Ctx {
         elastic::eql_number(n, None, false)
     }
 
-    fn glob(&self, glob: &str, cased: bool) -> Result<String, String> {
+    fn glob(&self, glob: &crate::ir::Glob, cased: bool) -> Result<String, String> {
         // The language's glob is LIKE's syntax: `*`, `?`, and `\` escaping them.
+        let g = glob.source();
         esql_str(&if cased {
-            glob.to_string()
+            g.to_string()
         } else {
-            glob.to_lowercase()
+            g.to_lowercase()
         })
     }
 

@@ -177,12 +177,10 @@ pub fn py_value(op: Op, v: &Value) -> String {
         (Op::Eq | Op::Ne, Value::Str(s)) => python_str(s),
         (Op::Eq | Op::Ne, Value::Bool(b)) => py_bool(*b).to_string(),
         (Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge, Value::Num(n)) => py_float(n),
-        (Op::StartsWith | Op::EndsWith | Op::Contains | Op::Like, Value::Str(s)) => python_str(s),
+        (Op::StartsWith | Op::EndsWith | Op::Contains, Value::Str(s)) => python_str(s),
+        (Op::Like, Value::Glob(g)) => python_str(g.source()),
         (Op::Matches, Value::Regex(r)) => python_str(r),
-        (Op::Cidr, Value::Str(net)) => match net.parse::<ipnet::IpNet>() {
-            Ok(net) => python_str(&net.to_string()),
-            Err(_) => "None".to_string(),
-        },
+        (Op::Cidr, Value::Net(net)) => python_str(&net.net().to_string()),
         _ => "None".to_string(),
     }
 }

@@ -376,7 +376,7 @@ impl Columns for Kql<'_> {
         }
     }
 
-    fn glob(&self, glob: &str, cased: bool) -> Result<String, String> {
+    fn glob(&self, glob: &crate::ir::Glob, cased: bool) -> Result<String, String> {
         let re = crate::eval::glob_to_regex(glob);
         kql_str(&format!("{}{re}", if cased { "" } else { "(?i)" }))
     }

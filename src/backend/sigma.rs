@@ -23,7 +23,7 @@
 
 use super::printer::{self, Dialect, Unprintable};
 use super::{text, Artifact, Backend, BackendError, Loss, Rendered, Target};
-use crate::ir::{Cmp, Detection, Expr, Field, Let, Op, Rule, Seg, Value};
+use crate::ir::{Cmp, Detection, Expr, Field, Glob, GlobTok, Let, Op, Rule, Seg, Value};
 use serde_yaml::{Mapping, Value as Yaml};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -449,24 +449,23 @@ pub fn escape_value(v: &str) -> String {
 
 /// How a `like` glob is written in Sigma: the modifier that states it best
 /// (`None` for a plain wildcard value) and the Sigma value.
-pub fn glob_value(glob: &str) -> (Option<&'static str>, String) {
+pub fn glob_value(glob: &Glob) -> (Option<&'static str>, String) {
     enum Tok {
         Star,
         One,
         Lit(char),
     }
+    // Runs of `*` are one wildcard.
     let mut toks: Vec<Tok> = Vec::new();
-    let mut chars = glob.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => {
+    for t in glob.tokens() {
+        match t {
+            GlobTok::Any => {
                 if !matches!(toks.last(), Some(Tok::Star)) {
                     toks.push(Tok::Star)
                 }
             }
-            '?' => toks.push(Tok::One),
-            '\\' => toks.push(Tok::Lit(chars.next().unwrap_or('\\'))),
-            c => toks.push(Tok::Lit(c)),
+            GlobTok::One => toks.push(Tok::One),
+            GlobTok::Lit(c) => toks.push(Tok::Lit(*c)),
         }
     }
     let lit = |ts: &[Tok]| -> Option<String> {
@@ -726,7 +725,10 @@ impl<'a> Lowering<'a> {
                 // Group the globs by the modifier that writes them.
                 let mut groups: Vec<(Option<&str>, Vec<Yaml>)> = Vec::new();
                 for v in &c.values {
-                    let (m, val) = glob_value(&text(v));
+                    let Value::Glob(g) = v else {
+                        continue;
+                    };
+                    let (m, val) = glob_value(g);
                     match groups.iter_mut().find(|(gm, _)| *gm == m) {
                         Some((_, vals)) => vals.push(Yaml::String(val)),
                         None => groups.push((m, vec![Yaml::String(val)])),

@@ -23,7 +23,9 @@
 use super::printer::{self, Dialect};
 use super::text::spl_str;
 use super::{render_template, Artifact, Backend, BackendError, Loss, Rendered, Target};
-use crate::ir::{Cmp, Detection, Expr, Field, Op, Rule, Severity, Status, TemplatePart, Value};
+use crate::ir::{
+    Cmp, Detection, Expr, Field, Glob, GlobTok, Op, Rule, Severity, Status, TemplatePart, Value,
+};
 use crate::sources::{self, Catalog, FieldType};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -479,21 +481,16 @@ fn search_literal(s: &str) -> Result<(), String> {
 }
 
 /// A `like` glob as a search wildcard pattern, when it only uses `*`.
-fn glob_to_search(glob: &str) -> Result<String, String> {
+fn glob_to_search(glob: &Glob) -> Result<String, String> {
     let mut out = String::new();
-    let mut chars = glob.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => out.push('*'),
-            '?' => return Err("a `?` wildcard (search terms only know `*`)".into()),
-            '\\' => match chars.next() {
-                Some('*') => {
-                    return Err("an escaped `*` (always a wildcard in search terms)".into())
-                }
-                Some(n) => out.push(n),
-                None => out.push('\\'),
-            },
-            c => out.push(c),
+    for t in glob.tokens() {
+        match t {
+            GlobTok::Any => out.push('*'),
+            GlobTok::One => return Err("a `?` wildcard (search terms only know `*`)".into()),
+            GlobTok::Lit('*') => {
+                return Err("an escaped `*` (always a wildcard in search terms)".into())
+            }
+            GlobTok::Lit(c) => out.push(*c),
         }
     }
     if out.contains('\\') {
@@ -562,7 +559,7 @@ impl SearchTerms<'_> {
                     Ok(format!("{f}=\"{want}\""))
                 }
                 Value::Num(n) => numeric(n),
-                Value::Regex(_) => no_form(),
+                Value::Regex(_) | Value::Glob(_) | Value::Net(_) => no_form(),
             },
             Op::StartsWith | Op::EndsWith | Op::Contains => {
                 let Value::Str(s) = v else {
@@ -582,7 +579,7 @@ impl SearchTerms<'_> {
                 Ok(format!("{f}={}", spl_str(&pat)))
             }
             Op::Like => match v {
-                Value::Str(g) => match glob_to_search(g) {
+                Value::Glob(g) => match glob_to_search(g) {
                     Ok(pat) => Ok(format!("{f}={}", spl_str(&pat))),
                     Err(why) => needs_where(why),
                 },
@@ -678,18 +675,13 @@ pub fn pcre_literal(s: &str, out: &mut String) {
 
 /// A `like` glob as an anchored PCRE: `*` any run, `?` one character,
 /// `\` escapes the next character.
-fn glob_pcre(glob: &str) -> String {
+fn glob_pcre(glob: &Glob) -> String {
     let mut out = String::from("^");
-    let mut chars = glob.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => out.push_str(".*"),
-            '?' => out.push('.'),
-            '\\' => {
-                let lit = chars.next().unwrap_or('\\');
-                pcre_literal(&lit.to_string(), &mut out);
-            }
-            c => pcre_literal(&c.to_string(), &mut out),
+    for t in glob.tokens() {
+        match t {
+            GlobTok::Any => out.push_str(".*"),
+            GlobTok::One => out.push('.'),
+            GlobTok::Lit(c) => pcre_literal(&c.to_string(), &mut out),
         }
     }
     out.push_str("\\z");
@@ -750,7 +742,7 @@ impl WhereExpr<'_> {
                 }
                 Value::Num(n) if c.op == Op::Eq => num("==", n),
                 Value::Num(n) => num("!=", n),
-                Value::Regex(_) => return no_form(),
+                Value::Regex(_) | Value::Glob(_) | Value::Net(_) => return no_form(),
             },
             Op::StartsWith | Op::EndsWith | Op::Contains => {
                 let Value::Str(s) = v else {
@@ -763,7 +755,7 @@ impl WhereExpr<'_> {
                 }
             }
             Op::Like => {
-                let Value::Str(g) = v else {
+                let Value::Glob(g) = v else {
                     return no_form();
                 };
                 let flags = if c.cased { "(?s)" } else { "(?is)" };
@@ -779,7 +771,7 @@ impl WhereExpr<'_> {
                 re(pcre_user(x))
             }
             Op::Cidr => {
-                let Value::Str(net) = v else {
+                let Some(net) = v.as_str().filter(|_| matches!(v, Value::Net(_))) else {
                     return no_form();
                 };
                 if net.chars().any(|ch| ch == '`' || ch.is_control()) {

@@ -13,7 +13,7 @@
 //! joined by `, `, `{g}` a presence test and `{c}` the comparison it guards.
 
 use super::printer::Dialect;
-use crate::ir::{Cmp, Op, Value};
+use crate::ir::{Cmp, Glob, Op, Value};
 
 /// The case-insensitive (`folded`) and case-sensitive (`cased`) template of
 /// one string operator.
@@ -96,7 +96,7 @@ pub trait Columns {
     }
     fn number(&self, n: &serde_json::Number) -> Result<String, String>;
     /// The literal the `like` template takes for a glob.
-    fn glob(&self, glob: &str, cased: bool) -> Result<String, String>;
+    fn glob(&self, glob: &Glob, cased: bool) -> Result<String, String>;
     /// The literal the `matches` template takes for a portable regex.
     fn regex(&self, re: &str, cased: bool) -> Result<String, String>;
 }
@@ -230,7 +230,7 @@ impl<C: Columns> Table<'_, C> {
                 self.pick(ops.contains, cased, c)?,
                 self.0.value(c.op, s, cased)?,
             ),
-            (Op::Like, Value::Str(g)) => {
+            (Op::Like, Value::Glob(g)) => {
                 text(self.pick(ops.like, cased, c)?, self.0.glob(g, cased)?)
             }
             (Op::Matches, Value::Regex(r)) => {
@@ -240,15 +240,12 @@ impl<C: Columns> Table<'_, C> {
             (Op::Le, Value::Num(n)) => num(self.need(ops.le, "`<=`")?, n),
             (Op::Gt, Value::Num(n)) => num(self.need(ops.gt, "`>`")?, n),
             (Op::Ge, Value::Num(n)) => num(self.need(ops.ge, "`>=`")?, n),
-            (Op::Cidr, Value::Str(net)) => {
-                let parsed: ipnet::IpNet = net
-                    .parse()
-                    .map_err(|e| format!("`{net}` is not a network: {e}"))?;
-                let t = match parsed {
+            (Op::Cidr, Value::Net(net)) => {
+                let t = match net.net() {
                     ipnet::IpNet::V4(_) => self.need(ops.cidr4, "IPv4 `cidr` test")?,
                     ipnet::IpNet::V6(_) => self.need(ops.cidr6, "IPv6 `cidr` test")?,
                 };
-                text(t, self.0.string(net)?)
+                text(t, self.0.string(net.source())?)
             }
             (Op::Exists, _) => Ok((col.exists.clone(), Reading::Presence)),
             (op, v) => Err(format!(

@@ -881,9 +881,12 @@ impl<'a> Checker<'a> {
             return None;
         }
         if c.cased
-            && values
-                .iter()
-                .all(|v| !matches!(v, ir::Value::Str(_) | ir::Value::Regex(_)))
+            && values.iter().all(|v| {
+                !matches!(
+                    v,
+                    ir::Value::Str(_) | ir::Value::Regex(_) | ir::Value::Glob(_)
+                )
+            })
         {
             self.err(
                 Diagnostic::new("`cased` only applies to string comparisons", op_span)
@@ -972,7 +975,7 @@ impl<'a> Checker<'a> {
                 if !matches!(field.ty, FieldType::Ip | FieldType::String | FieldType::Any) {
                     return bad(self, "an IP field", "`cidr` applies to IP address fields");
                 }
-                Some(ir::Value::Str(s.clone()))
+                ir::Net::parse(s).ok().map(ir::Value::Net)
             }
             (Op::Cidr, _) => bad(
                 self,
@@ -986,16 +989,14 @@ impl<'a> Checker<'a> {
                 "a value",
                 "`null` can only be compared alone: `x == null`",
             ),
-            (Op::Like, ValueKind::Str(s)) => {
-                if s.ends_with('\\') && !s.ends_with("\\\\") {
-                    return bad(
-                        self,
-                        "a complete glob",
-                        "a glob cannot end in a lone backslash; write `\\\\`",
-                    );
-                }
-                Some(ir::Value::Str(s.clone()))
-            }
+            (Op::Like, ValueKind::Str(s)) => match ir::Glob::parse(s) {
+                Ok(g) => Some(ir::Value::Glob(g)),
+                Err(_) => bad(
+                    self,
+                    "a complete glob",
+                    "a glob cannot end in a lone backslash; write `\\\\`",
+                ),
+            },
             (_, ValueKind::Str(s)) => {
                 if s.is_empty() && matches!(op, Op::StartsWith | Op::EndsWith | Op::Contains) {
                     return bad(

@@ -6,7 +6,7 @@
 //! - Strings compare case-insensitively unless `cased`.
 //! - Numeric comparisons accept numbers and strings that parse as numbers.
 
-use crate::ir::{Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Value};
+use crate::ir::{Cmp, Detection, Expr, Field, Glob, GlobTok, Op, Rule, Seg, Severity, Value};
 use crate::sources::normalize::normalize;
 use regex::{Regex, RegexBuilder};
 use serde::Serialize;
@@ -115,21 +115,20 @@ impl Evaluator {
             Op::Ge => numeric(|a, b| a >= b),
             Op::Eq | Op::Ne => equal(c, leaf, v).is_some_and(|eq| eq == (c.op == Op::Eq)),
             Op::Cidr => {
-                let (Some(text), Some(Ok(net))) = (
-                    scalar_text(leaf),
-                    v.as_str().map(str::parse::<ipnet::IpNet>),
-                ) else {
+                let (Some(text), Value::Net(net)) = (scalar_text(leaf), v) else {
                     return false;
                 };
-                text.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip))
+                text.parse::<IpAddr>()
+                    .is_ok_and(|ip| net.net().contains(&ip))
             }
             Op::Matches | Op::Like => {
-                let (Some(text), Some(pattern)) = (scalar_text(leaf), v.as_str()) else {
+                let Some(text) = scalar_text(leaf) else {
                     return false;
                 };
-                let re = match c.op {
-                    Op::Like => glob_to_regex(pattern),
-                    _ => pattern.to_string(),
+                let re = match v {
+                    Value::Glob(g) => glob_to_regex(g),
+                    Value::Regex(r) => r.clone(),
+                    _ => return false,
                 };
                 self.regex(&re, c.cased).is_some_and(|r| r.is_match(&text))
             }
@@ -187,24 +186,19 @@ fn equal(c: &Cmp, leaf: &Json, v: &Value) -> Option<bool> {
                 have.to_lowercase() == want.to_lowercase()
             })
         }
-        Value::Regex(_) => None,
+        Value::Regex(_) | Value::Glob(_) | Value::Net(_) => None,
     }
 }
 
 /// `like` glob to an anchored regex: `*` any run, `?` one character,
 /// `\*` `\?` `\\` literal.
-pub fn glob_to_regex(glob: &str) -> String {
+pub fn glob_to_regex(glob: &Glob) -> String {
     let mut re = String::from("(?s)^");
-    let mut chars = glob.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => re.push_str(".*"),
-            '?' => re.push('.'),
-            '\\' => match chars.next() {
-                Some(n) => re.push_str(&regex::escape(&n.to_string())),
-                None => re.push_str(&regex::escape("\\")),
-            },
-            other => re.push_str(&regex::escape(&other.to_string())),
+    for t in glob.tokens() {
+        match t {
+            GlobTok::Any => re.push_str(".*"),
+            GlobTok::One => re.push('.'),
+            GlobTok::Lit(c) => re.push_str(&regex::escape(&c.to_string())),
         }
     }
     re.push('$');
