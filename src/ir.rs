@@ -5,6 +5,7 @@
 //! catalog, regexes are portable, metadata is well-formed. Backends never see
 //! the surface syntax.
 
+use crate::diag::Span;
 use crate::target::Target;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,6 +15,9 @@ use std::fmt;
 pub struct Rule {
     /// The rule's identifier (`rule <name> { ... }`), used as the output file stem.
     pub name: String,
+    /// Where the rule is in its file: the name, and the id's value.
+    #[serde(skip)]
+    pub spans: RuleSpans,
     pub meta: Meta,
     /// One detection per `source` block, in file order.
     pub detections: Vec<Detection>,
@@ -135,11 +139,21 @@ impl Severity {
     }
 }
 
+/// Byte ranges in the rule's file, for messages that point at a rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleSpans {
+    pub name: Span,
+    pub id: Span,
+}
+
 /// The rule logic for one log source.
 #[derive(Debug, Clone, Serialize)]
 pub struct Detection {
     /// Catalog name of the source, e.g. `kubernetes.audit`.
     pub source: String,
+    /// The `source ... { }` block in the rule's file.
+    #[serde(skip)]
+    pub span: Span,
     /// Output file stem: the rule name for the first source, `<rule>_<source>` after it.
     pub stem: String,
     pub platforms: Vec<String>,

@@ -122,7 +122,6 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
         let mut diags = Vec::new();
         let text = std::fs::read_to_string(&l.path).unwrap_or_default();
         if let Some(first) = by_name.get(&l.rule.name) {
-            let at = text.find(&format!("rule {}", l.rule.name)).unwrap_or(0);
             diags.push(
                 Diagnostic::new(
                     format!(
@@ -130,14 +129,13 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
                         l.rule.name,
                         first.display()
                     ),
-                    Span::new(at, at + 5 + l.rule.name.len()),
+                    l.rule.spans.name,
                 )
                 .label("duplicate name")
                 .hint("rule names are output file names; rename one"),
             );
         }
         if let Some((first, name)) = by_id.get(&l.rule.meta.id) {
-            let at = text.find(&l.rule.meta.id).unwrap_or(0);
             diags.push(
                 Diagnostic::new(
                     format!(
@@ -145,7 +143,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
                         l.rule.meta.id,
                         first.display()
                     ),
-                    Span::new(at, at + 36),
+                    l.rule.spans.id,
                 )
                 .label("duplicate id")
                 .hint("each rule needs its own UUID (uuidgen makes one)"),

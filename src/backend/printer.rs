@@ -147,6 +147,7 @@ mod tests {
     fn det() -> Detection {
         Detection {
             source: "s".into(),
+            span: Default::default(),
             stem: "s".into(),
             platforms: vec![],
             lets: vec![],

@@ -163,8 +163,17 @@ impl<'a> Checker<'a> {
         }
         let tests = self.tests(r, &detections);
         let meta = meta?;
+        let id_span = r
+            .settings
+            .iter()
+            .find(|s| s.key.node == "id")
+            .map_or(r.name.span, |s| s.value.span);
         (self.diags.len() == before).then(|| ir::Rule {
             name: r.name.node.clone(),
+            spans: ir::RuleSpans {
+                name: r.name.span,
+                id: id_span,
+            },
             meta,
             detections,
             tests,
@@ -659,6 +668,7 @@ impl<'a> Checker<'a> {
         }
         Some(ir::Detection {
             source: cat.source.clone(),
+            span: s.span,
             stem,
             platforms,
             lets,
