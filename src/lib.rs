@@ -8,6 +8,7 @@ pub mod build;
 pub mod check;
 pub mod diag;
 pub mod eval;
+pub mod files;
 pub mod ir;
 pub mod load;
 pub mod sources;

@@ -22,6 +22,8 @@ pub struct Loads {
 
 /// Compile one rule text. `base_dir` resolves test `file "..."` paths.
 pub fn compile_text(name: &str, text: &str, base_dir: &Path) -> Result<Vec<Rule>, Report> {
+    // A byte-order mark is no part of the rule (editors on Windows add one).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let file = SourceFile::new(name, text);
     let ast = crate::syntax::parse(text).map_err(|d| Report {
         file: file.clone(),
@@ -38,20 +40,17 @@ pub fn compile_path(path: &Path) -> Result<Vec<Rule>, Report> {
         file: SourceFile::new(name.clone(), ""),
         diagnostics: vec![Diagnostic::whole_file(msg).hint(hint)],
     };
-    let meta = std::fs::metadata(path)
-        .map_err(|e| fail(format!("cannot read {name}: {e}"), "check the path"))?;
-    if meta.len() > crate::syntax::MAX_FILE_BYTES as u64 {
-        return Err(fail(
-            format!(
-                "{name} is {} bytes; detc reads rule files of at most {} bytes",
-                meta.len(),
-                crate::syntax::MAX_FILE_BYTES
-            ),
-            "keep large test events in separate JSON files and reference them with `file \"...\"`",
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(format!("cannot read {name}: {e}"), "check the path"))?;
+    let limit = crate::syntax::MAX_FILE_BYTES as u64;
+    let bytes = crate::files::read_bounded(path, limit).map_err(|e| {
+        if e.to_string().starts_with("over the") {
+            fail(
+                format!("{name}: detc reads rule files of at most {limit} bytes"),
+                "keep large test events in separate JSON files and reference them with `file \"...\"`",
+            )
+        } else {
+            fail(format!("cannot read {name}: {e}"), "check the path")
+        }
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
@@ -115,24 +114,32 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
             Err(report) => loads.failures.push(report),
         }
     }
-    let mut by_name: HashMap<String, PathBuf> = HashMap::new();
+    // Names are file stems: two that differ only in case collide on
+    // case-insensitive file systems, so they are compared folded.
+    let mut by_name: HashMap<String, (PathBuf, String)> = HashMap::new();
     let mut by_id: HashMap<String, (PathBuf, String)> = HashMap::new();
     let mut keep = Vec::new();
     for l in std::mem::take(&mut loads.rules) {
         let mut diags = Vec::new();
         let text = std::fs::read_to_string(&l.path).unwrap_or_default();
-        if let Some(first) = by_name.get(&l.rule.name) {
-            diags.push(
-                Diagnostic::new(
-                    format!(
-                        "rule name `{}` is also used in {}",
-                        l.rule.name,
-                        first.display()
-                    ),
-                    l.rule.spans.name,
+        if let Some((first, other)) = by_name.get(&l.rule.name.to_lowercase()) {
+            let what = if *other == l.rule.name {
+                format!(
+                    "rule name `{}` is also used in {}",
+                    l.rule.name,
+                    first.display()
                 )
-                .label("duplicate name")
-                .hint("rule names are output file names; rename one"),
+            } else {
+                format!(
+                    "rule name `{}` differs only in case from `{other}` in {}: their output files collide on case-insensitive file systems",
+                    l.rule.name,
+                    first.display()
+                )
+            };
+            diags.push(
+                Diagnostic::new(what, l.rule.spans.name)
+                    .label("duplicate name")
+                    .hint("rule names are output file names; rename one"),
             );
         }
         if let Some((first, name)) = by_id.get(&l.rule.meta.id) {
@@ -150,7 +157,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
             );
         }
         if diags.is_empty() {
-            by_name.insert(l.rule.name.clone(), l.path.clone());
+            by_name.insert(
+                l.rule.name.to_lowercase(),
+                (l.path.clone(), l.rule.name.clone()),
+            );
             by_id.insert(
                 l.rule.meta.id.clone(),
                 (l.path.clone(), l.rule.name.clone()),

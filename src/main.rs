@@ -9,6 +9,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The largest events file `detc eval` reads.
+const EVENTS_FILE_LIMIT: u64 = 256 * 1024 * 1024;
+
 const EXIT_CODES: &str = "Exit codes:\n  0  success\n  1  a rule failed to check, a test failed, or a build lost a construct under --strict\n  2  usage or I/O error";
 
 #[derive(Parser)]
@@ -210,8 +213,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             {
                 anyhow::bail!("rule `{}` does not cover platform `{platform}`", rule.name);
             }
-            let text = std::fs::read_to_string(&events)
+            // Events files may be large, but not endless (a pipe, /dev/zero).
+            let bytes = detc::files::read_bounded(&events, EVENTS_FILE_LIMIT)
                 .with_context(|| format!("reading {}", events.display()))?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("reading {}: not UTF-8", events.display()))?;
             let records = detc::eval::parse_records(&text)
                 .with_context(|| format!("parsing {}", events.display()))?;
             let mut ev = detc::eval::Evaluator::new();
@@ -617,8 +623,10 @@ fn fmt_cmd(paths: &[PathBuf], check: bool) -> Result<ExitCode> {
     let files = load::rule_files(paths).map_err(anyhow::Error::msg)?;
     let (mut unformatted, mut failed) = (0usize, 0usize);
     for path in files {
-        let text = std::fs::read_to_string(&path)
+        let bytes = detc::files::read_bounded(&path, detc::syntax::MAX_FILE_BYTES as u64)
             .with_context(|| format!("reading {}", path.display()))?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("reading {}: not UTF-8", path.display()))?;
         match detc::workflow::fmt::format(&path.display().to_string(), &text) {
             Err(report) => {
                 eprint!("{report}");

@@ -292,4 +292,127 @@ fn rule_ids_and_names_are_unique_across_files() {
         "{t}"
     );
     assert!(t.contains("b.rule:") && t.contains("c.rule:"), "{t}");
+
+    // Names that differ only in case collide on case-insensitive file systems.
+    std::fs::remove_file(dir.path().join("b.rule")).unwrap();
+    std::fs::write(
+        dir.path().join("c.rule"),
+        rule.replace(
+            "rule azure_kubernetes_cronjob",
+            "rule Azure_Kubernetes_CronJob",
+        )
+        .replace(
+            "1c71e254-6655-42c1-b2d6-5e4718d7fc0a",
+            "1c71e254-6655-42c1-b2d6-5e4718d7fc0b",
+        ),
+    )
+    .unwrap();
+    let t = text(&detc(&["check", dir.path().to_str().unwrap()]));
+    assert!(
+        t.contains("differs only in case from `azure_kubernetes_cronjob`"),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rule_reading(dir.path(), "e.json");
+    std::fs::write(dir.path().join("rules/e.json"), r#"{"verb": "get"}"#).unwrap();
+    let rule = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("\u{feff}{rule}")).unwrap();
+    let o = detc(&["test", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A rule in `repo/rules/` whose no-match test reads `event`.
+fn rule_reading(repo: &Path, event: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(repo.join("rules")).unwrap();
+    std::fs::write(repo.join("detc.lock"), "").unwrap();
+    let path = repo.join("rules/r.rule");
+    std::fs::write(
+        &path,
+        format!(
+            r#"rule r {{
+  id = "3f0c8e8a-7d51-4c1b-9a57-0b8f2a9e6d70"
+  title = "t"
+  description = "d"
+  author = "a"
+  date = 2025-01-01
+  status = stable
+  severity = low
+  source kubernetes.audit on [kubernetes] {{ match verb == "create" }}
+  test "m" on kubernetes expect match {{ "verb": "create" }}
+  test "n" on kubernetes expect no match file {event:?}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn test_events_cannot_leave_the_rule_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.json");
+    std::fs::write(&secret, r#"{"verb": "get", "token": "s3cr3t"}"#).unwrap();
+    let repo = dir.path().join("repo");
+    let rule = rule_reading(&repo, "../../secret.json");
+    let o = detc(&[
+        "build",
+        rule.to_str().unwrap(),
+        "--out",
+        dir.path().join("dist").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("outside the rule repository"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("r.rule:11:"), "{}", text(&o));
+    assert!(!dir.path().join("dist").exists());
+    // Inside the repository, `..` is fine.
+    std::fs::write(repo.join("e.json"), r#"{"verb": "get"}"#).unwrap();
+    let rule = rule_reading(&repo, "../e.json");
+    let o = detc(&["check", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[cfg(unix)]
+#[test]
+fn event_files_that_are_not_regular_files_are_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("rules")).unwrap();
+    let fifo = repo.join("rules/pipe.json");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let rule = rule_reading(&repo, "pipe.json");
+    let o = detc(&["check", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a regular file"), "{}", text(&o));
+    std::os::unix::fs::symlink("/dev/zero", repo.join("rules/zero.json")).unwrap();
+    let rule = rule_reading(&repo, "zero.json");
+    let o = detc(&["check", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // A symlink out of the repository is refused before it is read.
+    assert!(
+        text(&o).contains("outside the rule repository"),
+        "{}",
+        text(&o)
+    );
+    let o = detc(&[
+        "eval",
+        "--rule",
+        "rules/k8s_cronjob_job_write.rule",
+        "--events",
+        "/dev/zero",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a regular file"), "{}", text(&o));
 }

@@ -1533,15 +1533,21 @@ impl<'a> Checker<'a> {
             return None;
         }
         let full = self.base_dir.join(path);
-        let read = std::fs::metadata(&full).and_then(|m| {
-            if m.len() > MAX_EVENT_FILE_BYTES {
-                Err(std::io::Error::other(format!(
-                    "{} bytes is over the {MAX_EVENT_FILE_BYTES}-byte limit",
-                    m.len()
-                )))
-            } else {
-                std::fs::read_to_string(&full)
+        // A rule from an untrusted pull request must not copy files from
+        // outside the repository into the output (Panther test logs).
+        let root = crate::files::repository_root(self.base_dir);
+        if let Err(why) = crate::files::confined(&root, self.base_dir, path) {
+            if full.exists() {
+                self.err(
+                    Diagnostic::new(format!("test event {} is not allowed: {why}", p.node), p.span)
+                        .label("outside the repository")
+                        .hint("keep test events inside the rule repository (the folder with .git or detc.lock)"),
+                );
+                return None;
             }
+        }
+        let read = crate::files::read_bounded(&full, MAX_EVENT_FILE_BYTES).and_then(|b| {
+            String::from_utf8(b).map_err(|_| std::io::Error::other("not UTF-8 text"))
         });
         let text = match read {
             Ok(t) => t,
