@@ -609,7 +609,13 @@ pub struct Expectation {
     pub indicators: Option<Vec<String>>,
 }
 
-/// The IR as YAML (`detc ir`), enums as single-key maps.
+/// The IR as a YAML value, enums as single-key maps (`detc ir` writes it
+/// with the PyYAML-safe writer, `backend::yaml`).
+pub fn to_value(rule: &Rule) -> Result<serde_yaml::Value, serde_yaml::Error> {
+    serde_yaml::with::singleton_map_recursive::serialize(rule, serde_yaml::value::Serializer)
+}
+
+/// The IR as serde_yaml writes it: a canonical text for comparisons.
 pub fn to_yaml(rule: &Rule) -> Result<String, serde_yaml::Error> {
     let mut buf = Vec::new();
     let mut ser = serde_yaml::Serializer::new(&mut buf);

@@ -48,6 +48,9 @@ enum Command {
         /// Platform of the events (default: the rule's first platform)
         #[arg(long)]
         platform: Option<String>,
+        /// The rule to evaluate, when the file holds several
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Render every rule for every target into the output directory (replaced atomically)
     #[command(after_help = EXIT_CODES)]
@@ -193,6 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rule,
             events,
             platform,
+            name,
         } => {
             let rules = match load::compile_path(&rule) {
                 Ok(r) => r,
@@ -201,7 +205,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let rule = rules.into_iter().next().context("no rule in file")?;
+            let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+            let rule = match (name, rules.len()) {
+                (Some(n), _) => rules.into_iter().find(|r| r.name == n).with_context(|| {
+                    format!("no rule `{n}` in the file (it holds {})", names.join(", "))
+                })?,
+                (None, 1) => rules.into_iter().next().context("no rule in file")?,
+                (None, _) => anyhow::bail!(
+                    "the file holds several rules ({}): choose one with --name",
+                    names.join(", ")
+                ),
+            };
             let platform = match platform {
                 Some(p) => p,
                 None => rule.detections[0].platforms[0].clone(),
@@ -339,7 +353,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ir { file } => match load::compile_path(&file) {
             Ok(rules) => {
                 for r in rules {
-                    print!("{}", detc::ir::to_yaml(&r)?);
+                    // Quoted so that YAML 1.1 readers (PyYAML) read `yes` or
+                    // `=` back as strings.
+                    print!(
+                        "{}",
+                        detc::backend::yaml::emit_yaml(&detc::ir::to_value(&r)?)
+                    );
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -1,6 +1,8 @@
 //! The `detc` command line: exit codes, test output, eval formats, and a
 //! failed build leaving the previous output untouched.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -415,4 +417,93 @@ fn event_files_that_are_not_regular_files_are_refused_without_hanging() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not a regular file"), "{}", text(&o));
+}
+
+#[test]
+fn eval_asks_which_rule_when_a_file_holds_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = |name: &str, id: &str, verb: &str| {
+        format!(
+            r#"rule {name} {{
+  id = "{id}"
+  title = "t"
+  description = "d"
+  author = "a"
+  date = 2025-01-01
+  status = stable
+  severity = low
+  source kubernetes.audit on [kubernetes] {{ match verb == "{verb}" }}
+  test "m" on kubernetes expect match {{ "verb": "{verb}" }}
+  test "n" on kubernetes expect no match {{ "verb": "x" }}
+}}
+"#
+        )
+    };
+    let file = dir.path().join("two.rule");
+    std::fs::write(
+        &file,
+        one("a", "3f0c8e8a-7d51-4c1b-9a57-0b8f2a9e6d71", "create")
+            + &one("b", "3f0c8e8a-7d51-4c1b-9a57-0b8f2a9e6d72", "delete"),
+    )
+    .unwrap();
+    let events = dir.path().join("e.json");
+    std::fs::write(&events, r#"{"verb": "delete"}"#).unwrap();
+    let (f, e) = (file.to_str().unwrap(), events.to_str().unwrap());
+    let o = detc(&["eval", "--rule", f, "--events", e]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("choose one with --name"), "{}", text(&o));
+    let o = detc(&["eval", "--rule", f, "--events", e, "--name", "b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("\"match\":true"), "{}", text(&o));
+    let o = detc(&["eval", "--rule", f, "--events", e, "--name", "c"]);
+    assert!(text(&o).contains("no rule `c`"), "{}", text(&o));
+}
+
+#[test]
+fn detc_ir_is_read_back_unchanged_by_pyyaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ir.rule");
+    std::fs::write(
+        &file,
+        r#"rule ir_values {
+  id = "3f0c8e8a-7d51-4c1b-9a57-0b8f2a9e6d73"
+  title = "yes"
+  description = "="
+  author = "on"
+  date = 2025-01-01
+  status = stable
+  severity = low
+  source kubernetes.audit on [kubernetes] { match verb in ["yes", "=", "1_000", "0x1F", "~", "null"] }
+  test "m" on kubernetes expect match { "verb": "yes" }
+  test "n" on kubernetes expect no match { "verb": "x" }
+}
+"#,
+    )
+    .unwrap();
+    let o = detc(&["ir", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let py = common::venv_bin("sigma", "python");
+    let out = Command::new(py)
+        .arg("-c")
+        .arg("import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&o.stdout)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["meta"]["title"], "yes");
+    assert_eq!(v["meta"]["description"], "=");
+    assert_eq!(v["meta"]["author"], "on");
+    let values = &v["detections"][0]["condition"]["cmp"]["values"];
+    assert_eq!(
+        values,
+        &serde_json::json!([{"str": "yes"}, {"str": "="}, {"str": "1_000"}, {"str": "0x1F"}, {"str": "~"}, {"str": "null"}]),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

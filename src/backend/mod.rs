@@ -23,6 +23,7 @@ pub mod sigma;
 pub mod splunk;
 pub mod table;
 pub mod text;
+pub mod yaml;
 
 use crate::ir::Rule;
 pub use crate::target::Target;

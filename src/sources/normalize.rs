@@ -20,7 +20,8 @@ pub fn normalize(platform: &str, record: &Value) -> Option<Value> {
 /// yields its records, a JSON array its elements, anything else itself.
 pub fn records(value: Value) -> Vec<Value> {
     match value {
-        Value::Array(items) => items,
+        // An array of records, or of Event Hub exports (one per message).
+        Value::Array(items) => items.into_iter().flat_map(records).collect(),
         Value::Object(mut map)
             if map.len() == 1 && map.get("records").is_some_and(Value::is_array) =>
         {
@@ -213,6 +214,23 @@ mod tests {
     #[test]
     fn event_hub_records_split() {
         assert_eq!(records(json!({"records": [1, 2]})).len(), 2);
+        assert_eq!(records(json!({"a": 1})).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod records_tests {
+    use super::records;
+    use serde_json::json;
+
+    #[test]
+    fn exports_and_arrays_of_exports_split_into_records() {
+        assert_eq!(records(json!({"records": [{"a": 1}, {"a": 2}]})).len(), 2);
+        assert_eq!(
+            records(json!([{"records": [{"a": 1}]}, {"records": [{"a": 2}, {"a": 3}]}])).len(),
+            3
+        );
+        assert_eq!(records(json!([{"a": 1}, {"b": 2}])).len(), 2);
         assert_eq!(records(json!({"a": 1})).len(), 1);
     }
 }
