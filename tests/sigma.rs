@@ -1186,7 +1186,7 @@ fn yaml_emitter_survives_hostile_scalars() {
     nums.insert(Yaml::String("z".into()), Yaml::Null);
     m.insert(Yaml::String("scalars".into()), Yaml::Mapping(nums));
     let doc = Yaml::Mapping(m);
-    let text = sigma::emit_yaml(&doc);
+    let text = detc::backend::yaml::emit_yaml(&doc);
     let back: Yaml = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(
         back, doc,
