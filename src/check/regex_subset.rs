@@ -31,7 +31,59 @@ pub fn check(pattern: &str) -> Result<(), (String, &'static str)> {
             ));
         }
     };
-    walk(&ast)
+    walk(&ast)?;
+    sizes(pattern)
+}
+
+/// The evaluator's compiled-size limit (`RegexBuilder::size_limit`).
+pub const EVAL_SIZE_LIMIT: usize = 1 << 22;
+
+/// Lucene's default limit on determinized states (`RegexpQuery`,
+/// `Operations.DEFAULT_DETERMINIZE_WORK_LIMIT` in older releases:
+/// `maxDeterminizedStates = 10000`).
+const LUCENE_STATES: usize = 10_000;
+
+/// A pattern that checks must also build everywhere: within the evaluator's
+/// size limit, and within the states Lucene determinizes for the
+/// `.*( ).*` form Elastic runs (estimated from a DFA over bytes, which has
+/// at least as many states as Lucene's over code points for ASCII text).
+fn sizes(pattern: &str) -> Result<(), (String, &'static str)> {
+    const HINT: &str = "simplify the pattern: fewer bounded repeats of classes, or split it into several conditions";
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(EVAL_SIZE_LIMIT)
+        .build()
+        .map_err(|_| {
+            (
+                format!(
+                    "the compiled regex is over the {EVAL_SIZE_LIMIT}-byte limit detc evaluates"
+                ),
+                HINT,
+            )
+        })?;
+    use regex_automata::dfa::dense;
+    let wrapped = format!("(?is)^.*({pattern}).*$");
+    // A dense DFA state is `stride` transitions of 4 bytes.
+    let budget = LUCENE_STATES * 256 * 4;
+    let too_big = || {
+        (
+            format!("the regex needs more than {LUCENE_STATES} automaton states, Lucene's limit: Elastic would reject the query"),
+            HINT,
+        )
+    };
+    let dfa = dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .minimize(false)
+                .determinize_size_limit(Some(budget))
+                .dfa_size_limit(Some(budget)),
+        )
+        .build(&wrapped)
+        .map_err(|_| too_big())?;
+    if dfa.memory_usage() / (dfa.stride() * 4) > LUCENE_STATES {
+        return Err(too_big());
+    }
+    Ok(())
 }
 
 const HINT_LOOK: &str = "rewrite with plain alternatives, or split into several conditions";
@@ -60,6 +112,12 @@ fn walk(a: &Ast) -> Result<(), (String, &'static str)> {
                 return Err((
                     "lazy quantifiers (`*?`, `+?`) are not portable".into(),
                     "use a greedy quantifier",
+                ));
+            }
+            if matches!(*r.ast, Ast::Repetition(_)) {
+                return Err((
+                    "a quantifier on a quantifier (`a*+`, `x{2}{2}`) is not portable: possessive or an error in Python and PCRE, a plain repeat in Rust and Lucene".into(),
+                    "group the inner repeat: `(a*)+`, `(x{2}){2}`",
                 ));
             }
             walk(&r.ast)
@@ -112,7 +170,10 @@ fn class_item(item: &ast::ClassSetItem) -> Result<(), (String, &'static str)> {
             "`\\d`, `\\w`, `\\s` and `\\p{..}` are not portable (Lucene lacks them)".into(),
             "write the class out, e.g. `[0-9]`",
         )),
-        I::Bracketed(b) => class_set(&b.kind),
+        I::Bracketed(_) => Err((
+            "a class inside a class (`[[a-z]]`) is not portable: a union in Rust, the literal `[` and a stray `]` in Python, PCRE and RE2".into(),
+            "write one class: `[a-z]`",
+        )),
         I::Union(u) => u.items.iter().try_for_each(class_item),
     }
 }
@@ -145,6 +206,14 @@ mod tests {
             "\\bword",
             "[[:alpha:]]",
             "\\n",
+            "a*+",
+            "ab?+",
+            "ab**c",
+            "x{2}{2}",
+            "[[a-z]]",
+            "[a[bc]]",
+            "a[ab]{20}c",
+            "(x{1000}){1000}",
         ] {
             assert!(check(bad).is_err(), "{bad}");
         }

@@ -156,7 +156,7 @@ impl Evaluator {
             .or_insert_with(|| {
                 RegexBuilder::new(pattern)
                     .case_insensitive(!cased)
-                    .size_limit(1 << 22)
+                    .size_limit(crate::check::regex_subset::EVAL_SIZE_LIMIT)
                     .build()
                     .ok()
             })
