@@ -573,28 +573,6 @@ impl<'a> Checker<'a> {
             defined.insert(l.name.node.clone(), l.name.span);
         }
         let known: Vec<String> = s.lets.iter().map(|l| l.name.node.clone()).collect();
-        let condition = match s.matches.as_slice() {
-            [m] => self.expr(m, cat, &known, &[], &mut used),
-            [] => {
-                self.err(
-                    Diagnostic::new(
-                        format!("source `{}` has no `match`", s.name.node),
-                        s.name.span,
-                    )
-                    .label("nothing to match")
-                    .hint("add `match <condition>` to the source block"),
-                );
-                None
-            }
-            [_, second, ..] => {
-                self.err(
-                    Diagnostic::new("a source has one `match`", second.span)
-                        .label("second match")
-                        .hint("combine them with `and` / `or`, or name parts with `let`"),
-                );
-                None
-            }
-        };
         let mut indicators = Vec::new();
         for ind in &s.indicators {
             if defined
@@ -626,6 +604,43 @@ impl<'a> Checker<'a> {
                 indicators.push(ir::Indicator {
                     name: ind.name.node.clone(),
                     severity,
+                    expr,
+                });
+            }
+        }
+        // `match` may name indicators (`match write and any of [privileged, host_path]`):
+        // lets may use lets, indicators lets, and match both. A named indicator becomes a
+        // let of the same name that the indicator refers to, so every target writes its
+        // condition once.
+        let mut with_indicators = known.clone();
+        with_indicators.extend(indicators.iter().map(|i: &ir::Indicator| i.name.clone()));
+        let condition = match s.matches.as_slice() {
+            [m] => self.expr(m, cat, &with_indicators, &[], &mut used),
+            [] => {
+                self.err(
+                    Diagnostic::new(
+                        format!("source `{}` has no `match`", s.name.node),
+                        s.name.span,
+                    )
+                    .label("nothing to match")
+                    .hint("add `match <condition>` to the source block"),
+                );
+                None
+            }
+            [_, second, ..] => {
+                self.err(
+                    Diagnostic::new("a source has one `match`", second.span)
+                        .label("second match")
+                        .hint("combine them with `and` / `or`, or name parts with `let`"),
+                );
+                None
+            }
+        };
+        for ind in indicators.iter_mut() {
+            if used.contains(&ind.name) && !lets.iter().any(|l| l.name == ind.name) {
+                let expr = std::mem::replace(&mut ind.expr, Expr::Ref(ind.name.clone()));
+                lets.push(ir::Let {
+                    name: ind.name.clone(),
                     expr,
                 });
             }
