@@ -50,6 +50,10 @@ pub struct Alias {
     /// Array sub-paths relative to the alias (`containers`, `containers.command`).
     #[serde(default)]
     pub arrays: Vec<String>,
+    /// Scalar leaves relative to the alias, with their types
+    /// (`volumes.hostPath.path: string`): known values, not objects.
+    #[serde(default)]
+    pub leaves: std::collections::BTreeMap<String, FieldType>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +120,22 @@ impl Catalog {
                                 array: true,
                                 description: format!(
                                     "{} `{a}` list ({}); a known array below the free-form {below}, from `${}`.",
+                                    p.kinds.join("/"),
+                                    p.path,
+                                    alias.name
+                                ),
+                            });
+                        }
+                    }
+                    for (leaf, ty) in &alias.leaves {
+                        let path = format!("{below}.{}.{leaf}", p.path);
+                        if self.def(&path).is_none() {
+                            defs.push(FieldDef {
+                                path,
+                                ty: *ty,
+                                array: false,
+                                description: format!(
+                                    "{} `{leaf}` ({}); a known leaf below the free-form {below}, from `${}`.",
                                     p.kinds.join("/"),
                                     p.path,
                                     alias.name
@@ -202,6 +222,14 @@ impl Catalog {
                                 arrays.push(false);
                             }
                         }
+                    }
+                    // A leaf the schema knows (`$podSpec` leaves) holds a value of its type.
+                    if let Some(d) = self.def(&sub).filter(|d| d.ty != FieldType::Any) {
+                        return Ok(Resolved {
+                            ty: d.ty,
+                            arrays,
+                            free_form: false,
+                        });
                     }
                     return Ok(Resolved {
                         ty: FieldType::Any,
