@@ -28,15 +28,21 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// The rule repository holding `dir`: the nearest ancestor (or `dir`
-/// itself) with a `.git` or a `detc.lock`, else `dir`. Test event paths
-/// may not leave it.
+/// itself) with a `.git` or a `detc.lock`; else the current directory when
+/// `dir` lies below it (detc runs from the repository's top); else `dir`.
+/// Test event paths may not leave it.
 pub fn repository_root(dir: &Path) -> PathBuf {
     let start = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    start
+    if let Some(marked) = start
         .ancestors()
         .find(|a| a.join(".git").exists() || a.join("detc.lock").is_file())
-        .unwrap_or(&start)
-        .to_path_buf()
+    {
+        return marked.to_path_buf();
+    }
+    match std::env::current_dir().and_then(std::fs::canonicalize) {
+        Ok(cwd) if start.starts_with(&cwd) => cwd,
+        _ => start,
+    }
 }
 
 /// `base.join(rel)` when it stays inside `root` once symbolic links and

@@ -165,7 +165,7 @@ fn eval_reads_ndjson_arrays_and_event_hub_files() {
         assert_eq!(lines[0]["severity"], "high");
         assert_eq!(
             lines[0]["indicators"],
-            serde_json::json!(["suspicious_image", "host_path", "privileged"])
+            serde_json::json!(["suspicious_image", "host_path", "privileged", "host_pid"])
         );
         assert_eq!(lines[1]["match"], false);
     }

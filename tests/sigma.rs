@@ -216,8 +216,50 @@ fn sigma_rust_rule(doc: &Yaml) -> sigma_rust::Rule {
         .unwrap_or_else(|e| panic!("sigma-rust cannot parse the rule: {e}\n{text}"))
 }
 
+/// Lists of objects as objects of lists (`containers: [{image: a}, {image: b}]` as
+/// `containers: {image: [a, b]}`), as Elasticsearch indexes object arrays and Splunk's
+/// `containers{}.image` reads them: a dotted Sigma path through a list then means "any
+/// element", the language's meaning. sigma-rust only follows objects, so it gets this form.
+fn object_lists_flattened(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => Json::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), object_lists_flattened(x)))
+                .collect(),
+        ),
+        Json::Array(xs) if !xs.is_empty() && xs.iter().all(Json::is_object) => {
+            let mut merged: serde_json::Map<String, Json> = serde_json::Map::new();
+            for x in xs {
+                for (k, val) in x.as_object().into_iter().flatten() {
+                    let slot = merged
+                        .entry(k.clone())
+                        .or_insert_with(|| Json::Array(Vec::new()));
+                    if let Json::Array(list) = slot {
+                        match val {
+                            Json::Array(inner) => list.extend(inner.iter().cloned()),
+                            other => list.push(other.clone()),
+                        }
+                    }
+                }
+            }
+            // sigma-rust applies `|re` to a scalar only: a one-element list is that element.
+            for val in merged.values_mut() {
+                if let Json::Array(list) = val {
+                    if list.len() == 1 {
+                        *val = list.pop().unwrap_or(Json::Null);
+                    }
+                }
+            }
+            object_lists_flattened(&Json::Object(merged))
+        }
+        Json::Array(xs) => Json::Array(xs.iter().map(object_lists_flattened).collect()),
+        other => other.clone(),
+    }
+}
+
 fn sigma_rust_match(rule: &sigma_rust::Rule, event: &Json) -> bool {
-    let ev = sigma_rust::event_from_json(&without_nulls(event).to_string())
+    let event = object_lists_flattened(event);
+    let ev = sigma_rust::event_from_json(&without_nulls(&event).to_string())
         .unwrap_or_else(|e| panic!("sigma-rust cannot read the event: {e}\n{event}"));
     rule.is_match(&ev)
 }

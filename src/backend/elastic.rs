@@ -43,6 +43,13 @@
 //! - A field the integration maps only at some paths (`requestObject.**.x`)
 //!   is unsupported: the data stream has `dynamic: false`, so a Job's or
 //!   CronJob's template is not searchable at all.
+//! - Narrowing ([`Narrowed`]): outside `not`, an `or` branch the query cannot
+//!   test is dropped, and so is a `$podSpec` branch of a kind the match
+//!   excludes (the Pod branch under `objectRef.resource in ["cronjobs",
+//!   "jobs"]`). The rule then matches less than the language: each drop is an
+//!   `unsupported` loss (`match (narrowed)`, `indicator x (narrowed)`) that
+//!   names the dropped comparisons and the rule's tests whose verdict changes.
+//!   With nothing left, the rule or companion is not written.
 //! - `exists` is `x != null` (an `exists` query); `not x exists` is `x == null`.
 //! - `cidr` is `cidrMatch(f, "net", ...)` on an `ip` field (or the ip copy the
 //!   ingest pipeline makes, e.g. `source.ip` for `sourceIPs`).
@@ -1071,6 +1078,188 @@ fn query(ctx: &Ctx, det: &Detection, expr: &Expr) -> Result<String, Unprintable>
     Ok(format!("any where {}", lines.join(" and\n  ")))
 }
 
+// ------------------------------------------------------------------ narrowing
+
+/// What an Elastic query keeps of an expression: the branches of an `or`
+/// (outside any `not`) that it cannot test are dropped, and so are `$podSpec`
+/// branches of a kind the detection's match excludes (a CronJob write never
+/// holds the Pod branch). The query then matches a subset of what the
+/// language matches: every drop is listed, and the build reports it as an
+/// `unsupported` loss.
+#[derive(Debug, Clone)]
+pub struct Narrowed {
+    /// The expression the query renders, `let`s inlined.
+    pub expr: Expr,
+    /// (comparison, why it was dropped), in order.
+    pub dropped: Vec<(String, String)>,
+}
+
+/// The `objectRef.resource` values a detection's match requires, if it
+/// requires some (a top-level `objectRef.resource in [..]`).
+fn required_resources(det: &Detection) -> Vec<String> {
+    let cond = det.inlined(&det.condition);
+    conjuncts(&cond)
+        .into_iter()
+        .find_map(|e| match e {
+            Expr::Cmp(c)
+                if c.op == Op::Eq
+                    && !c.all
+                    && c.field.dotted() == "objectRef.resource"
+                    && c.values.iter().all(|v| matches!(v, Value::Str(_))) =>
+            {
+                Some(c.values.iter().map(|v| v.text().to_lowercase()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn narrow_expr(
+    lang: &Lang,
+    ctx: &Ctx,
+    det: &Detection,
+    resources: &[String],
+    e: &Expr,
+    dropped: &mut Vec<(String, String)>,
+) -> Option<Expr> {
+    match e {
+        Expr::Or(xs) => {
+            let kept: Vec<Expr> = xs
+                .iter()
+                .filter_map(|x| narrow_expr(lang, ctx, det, resources, x, dropped))
+                .collect();
+            (!kept.is_empty()).then_some(Expr::Or(kept))
+        }
+        Expr::And(xs) => xs
+            .iter()
+            .map(|x| narrow_expr(lang, ctx, det, resources, x, dropped))
+            .collect::<Option<Vec<_>>>()
+            .map(Expr::And),
+        Expr::Cmp(c) => {
+            if !resources.is_empty() {
+                let branch =
+                    crate::sources::catalog(&det.source).and_then(|cat| cat.alias_branch(&c.field));
+                if let Some((alias, p)) = branch {
+                    if !p.resources.iter().any(|r| resources.contains(r)) {
+                        dropped.push((
+                            c.to_string(),
+                            format!(
+                                "the {} branch of `${}` ({}), which this rule's match (`objectRef.resource` in {}) excludes",
+                                p.kinds.join("/"),
+                                alias.name,
+                                p.path,
+                                resources.join(", ")
+                            ),
+                        ));
+                        return None;
+                    }
+                }
+            }
+            match (lang.query)(ctx, det, e, &mut Vec::new()) {
+                Ok(_) => Some(e.clone()),
+                Err(u) => {
+                    dropped.push((c.to_string(), u.reason));
+                    None
+                }
+            }
+        }
+        // Dropping inside `not` would widen the query: it is kept whole or not at all.
+        Expr::Not(_) | Expr::Ref(_) => match (lang.query)(ctx, det, e, &mut Vec::new()) {
+            Ok(_) => Some(e.clone()),
+            Err(u) => {
+                dropped.push((u.construct, u.reason));
+                None
+            }
+        },
+    }
+}
+
+/// `expr` of `det` as the EQL query can hold it (see [`Narrowed`]); `None`
+/// when nothing is left, with the reasons.
+pub fn narrowed(det: &Detection, expr: &Expr) -> Result<Narrowed, Vec<(String, String)>> {
+    narrowed_in(&EQL, det, expr)
+}
+
+/// As [`narrowed`], for an Elastic query language.
+pub(crate) fn narrowed_in(
+    lang: &Lang,
+    det: &Detection,
+    expr: &Expr,
+) -> Result<Narrowed, Vec<(String, String)>> {
+    let Some(table) = field_table(&det.source) else {
+        return Err(vec![(
+            format!("source {}", det.source),
+            "no Elastic integration field table for this source".into(),
+        )]);
+    };
+    let ctx = Ctx {
+        source: det.source.clone(),
+        table,
+        lang: lang.name,
+    };
+    let mut dropped = Vec::new();
+    let resources = required_resources(det);
+    match narrow_expr(
+        lang,
+        &ctx,
+        det,
+        &resources,
+        &det.inlined(expr),
+        &mut dropped,
+    ) {
+        Some(expr) => Ok(Narrowed { expr, dropped }),
+        None => Err(dropped),
+    }
+}
+
+/// The dropped branches as one sentence.
+fn dropped_text(lang: &Lang, dropped: &[(String, String)]) -> String {
+    let items: Vec<String> = dropped
+        .iter()
+        .map(|(c, why)| format!("`{c}` ({why})"))
+        .collect();
+    format!(
+        "the {} rule tests only the rest, so it matches less: it cannot test {}",
+        lang.name,
+        items.join("; ")
+    )
+}
+
+/// The rule's tests on `det` whose verdict changes when `full` is narrowed to `kept`.
+fn verdict_changes(rule: &Rule, det: &Detection, full: &Expr, kept: &Expr) -> Vec<String> {
+    let mut ev = crate::eval::Evaluator::new();
+    let mut out = Vec::new();
+    for t in rule
+        .tests
+        .iter()
+        .filter(|t| det.platforms.contains(&t.platform))
+    {
+        let mut before = false;
+        let mut after = false;
+        for record in crate::sources::normalize::records(t.event.clone()) {
+            if let Some(event) = crate::sources::normalize::normalize(&t.platform, &record) {
+                before |= ev.eval(det, full, &event);
+                after |= ev.eval(det, kept, &event);
+            }
+        }
+        if before != after {
+            out.push(format!("\"{}\"", t.name));
+        }
+    }
+    out
+}
+
+fn changes_text(what: &str, changes: &[String]) -> String {
+    if changes.is_empty() {
+        format!("; no test of this rule changes verdict for {what}")
+    } else {
+        format!(
+            "; the tests that then change verdict for {what} (match to no match): {}",
+            changes.join(", ")
+        )
+    }
+}
+
 // ------------------------------------------------------------------ documents
 
 /// The Elasticsearch document the integration would index for a canonical
@@ -1455,7 +1644,25 @@ fn render_detection(
         lang: lang.name,
     };
     let mut losses = Vec::new();
-    let main = match (lang.query)(&ctx, det, &det.condition, &mut losses) {
+    let whole = |dropped: &[(String, String)]| {
+        dropped
+            .iter()
+            .map(|(c, why)| format!("{c}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let cond = match narrowed_in(lang, det, &det.condition) {
+        Ok(n) => n,
+        Err(dropped) => {
+            out.losses.push(Loss::unsupported(
+                stem,
+                "match (the whole detection: no Elastic rule is written)",
+                whole(&dropped),
+            ));
+            return Ok(());
+        }
+    };
+    let main = match (lang.query)(&ctx, det, &cond.expr, &mut losses) {
         Ok(q) => q,
         Err(u) => {
             out.losses.push(Loss::unsupported(
@@ -1466,12 +1673,51 @@ fn render_detection(
             return Ok(());
         }
     };
+    if !cond.dropped.is_empty() {
+        let changes = verdict_changes(rule, det, &det.inlined(&det.condition), &cond.expr);
+        losses.push(Loss::unsupported(
+            stem,
+            "match (narrowed)",
+            format!(
+                "{}{}",
+                dropped_text(lang, &cond.dropped),
+                changes_text("the rule", &changes)
+            ),
+        ));
+    }
     let mut companions = Vec::new();
     for ind in &det.indicators {
-        let alone = (lang.query)(&ctx, det, &ind.expr, &mut Vec::new());
-        let both = Expr::And(vec![det.condition.clone(), ind.expr.clone()]);
-        match alone.and_then(|_| (lang.query)(&ctx, det, &both, &mut Vec::new())) {
-            Ok(q) => {
+        let narrowed_ind = narrowed_in(lang, det, &ind.expr);
+        let alone = match &narrowed_ind {
+            Ok(n) => Ok(n.clone()),
+            Err(dropped) => Err(Unprintable {
+                construct: format!("indicator {}", ind.name),
+                reason: whole(dropped),
+            }),
+        };
+        let rendered = alone.and_then(|n| {
+            let both = Expr::And(vec![cond.expr.clone(), n.expr.clone()]);
+            (lang.query)(&ctx, det, &both, &mut Vec::new()).map(|q| (n, q))
+        });
+        match rendered {
+            Ok((n, q)) => {
+                if !n.dropped.is_empty() {
+                    let full = Expr::And(vec![det.inlined(&det.condition), det.inlined(&ind.expr)]);
+                    let kept = Expr::And(vec![cond.expr.clone(), n.expr.clone()]);
+                    let changes = verdict_changes(rule, det, &full, &kept);
+                    losses.push(Loss::unsupported(
+                        stem,
+                        format!("indicator {} (narrowed)", ind.name),
+                        format!(
+                            "{}{}",
+                            dropped_text(lang, &n.dropped),
+                            changes_text(
+                                &format!("the companion rule {stem}__{}", ind.name),
+                                &changes
+                            )
+                        ),
+                    ));
+                }
                 losses.push(Loss::not_applicable(
                     stem,
                     format!("indicator {}", ind.name),
@@ -1483,6 +1729,9 @@ fn render_detection(
                     ),
                 ));
                 companions.push((ind, q));
+            }
+            Err(u) if u.construct == format!("indicator {}", ind.name) => {
+                losses.push(Loss::unsupported(stem, u.construct, u.reason))
             }
             Err(u) => losses.push(Loss::unsupported(
                 stem,

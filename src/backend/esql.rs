@@ -49,6 +49,14 @@ const ESQL: Lang = Lang {
 };
 
 /// A double-quoted ES|QL string: `\\ \" \n \r \t`, the only escapes it has.
+/// What the ES|QL query keeps of `expr` (see [`super::elastic::Narrowed`]).
+pub fn narrowed(
+    det: &crate::ir::Detection,
+    expr: &crate::ir::Expr,
+) -> Result<super::elastic::Narrowed, Vec<(String, String)>> {
+    super::elastic::narrowed_in(&ESQL, det, expr)
+}
+
 pub fn esql_str(s: &str) -> Result<String, String> {
     if let Some(c) = s
         .chars()

@@ -582,28 +582,6 @@ impl<'a> Checker<'a> {
             defined.insert(l.name.node.clone(), l.name.span);
         }
         let known: Vec<String> = s.lets.iter().map(|l| l.name.node.clone()).collect();
-        let condition = match s.matches.as_slice() {
-            [m] => self.expr(m, cat, &known, &[], &mut used),
-            [] => {
-                self.err(
-                    Diagnostic::new(
-                        format!("source `{}` has no `match`", s.name.node),
-                        s.name.span,
-                    )
-                    .label("nothing to match")
-                    .hint("add `match <condition>` to the source block"),
-                );
-                None
-            }
-            [_, second, ..] => {
-                self.err(
-                    Diagnostic::new("a source has one `match`", second.span)
-                        .label("second match")
-                        .hint("combine them with `and` / `or`, or name parts with `let`"),
-                );
-                None
-            }
-        };
         let mut indicators = Vec::new();
         for ind in &s.indicators {
             if defined
@@ -635,6 +613,43 @@ impl<'a> Checker<'a> {
                 indicators.push(ir::Indicator {
                     name: ind.name.node.clone(),
                     severity,
+                    expr,
+                });
+            }
+        }
+        // `match` may name indicators (`match write and any of [privileged, host_path]`):
+        // lets may use lets, indicators lets, and match both. A named indicator becomes a
+        // let of the same name that the indicator refers to, so every target writes its
+        // condition once.
+        let mut with_indicators = known.clone();
+        with_indicators.extend(indicators.iter().map(|i: &ir::Indicator| i.name.clone()));
+        let condition = match s.matches.as_slice() {
+            [m] => self.expr(m, cat, &with_indicators, &[], &mut used),
+            [] => {
+                self.err(
+                    Diagnostic::new(
+                        format!("source `{}` has no `match`", s.name.node),
+                        s.name.span,
+                    )
+                    .label("nothing to match")
+                    .hint("add `match <condition>` to the source block"),
+                );
+                None
+            }
+            [_, second, ..] => {
+                self.err(
+                    Diagnostic::new("a source has one `match`", second.span)
+                        .label("second match")
+                        .hint("combine them with `and` / `or`, or name parts with `let`"),
+                );
+                None
+            }
+        };
+        for ind in indicators.iter_mut() {
+            if used.contains(&ind.name) && !lets.iter().any(|l| l.name == ind.name) {
+                let expr = std::mem::replace(&mut ind.expr, Expr::Ref(ind.name.clone()));
+                lets.push(ir::Let {
+                    name: ind.name.clone(),
                     expr,
                 });
             }
@@ -772,39 +787,231 @@ impl<'a> Checker<'a> {
         None
     }
 
+    /// One concrete field (outputs, titles): a path alias names several.
     fn field(
         &mut self,
         f: &Spanned<Vec<FieldSeg>>,
         cat: &Catalog,
     ) -> Option<(Field, sources::Resolved)> {
-        let field = Field(
-            f.node
-                .iter()
-                .map(|s| match s {
-                    FieldSeg::Key(k) => Seg::Key(k.clone()),
-                    FieldSeg::AnyDepth => Seg::AnyDepth,
-                })
-                .collect(),
-        );
-        match cat.resolve(&field) {
-            Ok(r) => Some((field, r)),
-            Err(why) => {
-                let mut d = Diagnostic::new(format!("unknown field `{field}`"), f.span).label(why);
-                d = match cat.suggest(&field.dotted()) {
-                    Some(s) => d.hint(format!("did you mean `{s}`?")),
-                    None => d.hint(format!(
-                        "fields of {} are listed in `detc fields {}`",
-                        cat.source, cat.source
-                    )),
-                };
-                self.err(d);
-                None
-            }
+        let mut all = self.fields(f, cat)?;
+        if all.len() > 1 {
+            self.err(
+                Diagnostic::new(
+                    format!("`{}` names {} paths here", written(&f.node), all.len()),
+                    f.span,
+                )
+                .label("a path alias")
+                .hint("a path alias only goes in conditions; name one concrete path"),
+            );
+            return None;
         }
+        all.pop()
     }
 
+    /// The concrete fields a written field stands for: itself, or one per
+    /// branch of its path alias (`requestObject.$podSpec.containers`).
+    fn fields(
+        &mut self,
+        f: &Spanned<Vec<FieldSeg>>,
+        cat: &Catalog,
+    ) -> Option<Vec<(Field, sources::Resolved)>> {
+        let paths = match self.expand_alias(f, cat)? {
+            Some(paths) => paths,
+            None => vec![Field(
+                f.node
+                    .iter()
+                    .map(|s| match s {
+                        FieldSeg::Key(k) => Seg::Key(k.clone()),
+                        FieldSeg::AnyDepth | FieldSeg::Alias(_) => Seg::AnyDepth,
+                    })
+                    .collect(),
+            )],
+        };
+        let mut out = Vec::with_capacity(paths.len());
+        for field in paths {
+            match cat.resolve(&field) {
+                Ok(r) => out.push((field, r)),
+                Err(why) => {
+                    let mut d =
+                        Diagnostic::new(format!("unknown field `{field}`"), f.span).label(why);
+                    d = match cat.suggest(&field.dotted()) {
+                        Some(s) => d.hint(format!("did you mean `{s}`?")),
+                        None => d.hint(format!(
+                            "fields of {} are listed in `detc fields {}`",
+                            cat.source, cat.source
+                        )),
+                    };
+                    self.err(d);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// The concrete paths of a field with a `$alias` segment, or `None`
+    /// when it has none.
+    fn expand_alias(
+        &mut self,
+        f: &Spanned<Vec<FieldSeg>>,
+        cat: &Catalog,
+    ) -> Option<Option<Vec<Field>>> {
+        let Some(at) = f.node.iter().position(|s| matches!(s, FieldSeg::Alias(_))) else {
+            return Some(None);
+        };
+        let FieldSeg::Alias(name) = &f.node[at] else {
+            return Some(None);
+        };
+        let shown = written(&f.node);
+        let names: Vec<&str> = cat.aliases.iter().map(|a| a.name.as_str()).collect();
+        let Some(alias) = cat.alias(name) else {
+            let mut d = Diagnostic::new(format!("unknown path alias `${name}`"), f.span)
+                .label(format!("not a path alias of {}", cat.source));
+            d = match (suggest(name, names.iter().copied()), names.is_empty()) {
+                (Some(s), _) => d.hint(format!("did you mean `${s}`?")),
+                (None, true) => d.hint(format!("{} has no path aliases", cat.source)),
+                (None, false) => d.hint(format!(
+                    "path aliases of {}: {}",
+                    cat.source,
+                    names
+                        .iter()
+                        .map(|n| format!("${n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            };
+            self.err(d);
+            return None;
+        };
+        let prefix: Option<Vec<&str>> = f.node[..at]
+            .iter()
+            .map(|s| match s {
+                FieldSeg::Key(k) => Some(k.as_str()),
+                _ => None,
+            })
+            .collect();
+        let prefix = prefix.map(|p| p.join("."));
+        if !prefix.as_ref().is_some_and(|p| alias.below.contains(p)) {
+            self.err(
+                Diagnostic::new(
+                    format!("`${name}` cannot follow `{}`", written(&f.node[..at])),
+                    f.span,
+                )
+                .label(format!(
+                    "`${name}` names paths below {}",
+                    alias.below.join(" and ")
+                ))
+                .hint(format!(
+                    "`${name}` goes right after {}, e.g. `{}.${name}.{}`",
+                    alias
+                        .below
+                        .iter()
+                        .map(|b| format!("`{b}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    alias.below[0],
+                    alias
+                        .arrays
+                        .first()
+                        .or(alias.keys.first())
+                        .map_or("", String::as_str)
+                )),
+            );
+            return None;
+        }
+        let rest = &f.node[at + 1..];
+        let first = match rest.first() {
+            Some(FieldSeg::Key(k)) => Some(k.as_str()),
+            _ => None,
+        };
+        if !first.is_some_and(|k| alias.keys.iter().any(|x| x == k)) {
+            let mut d = Diagnostic::new(
+                format!("`{shown}` does not name a field of `${name}`"),
+                f.span,
+            )
+            .label(match first {
+                Some(k) => format!("`{k}` is not a key of `${name}`"),
+                None => format!("`${name}` must be followed by one of its keys"),
+            });
+            d = match first.and_then(|k| suggest(k, alias.keys.iter().map(String::as_str))) {
+                Some(s) => d.hint(format!("did you mean `{s}`?")),
+                None => d.hint(format!(
+                    "{}; its keys: {}",
+                    alias.description,
+                    alias.keys.join(", ")
+                )),
+            };
+            self.err(d);
+            return None;
+        }
+        if rest.iter().any(|s| matches!(s, FieldSeg::Alias(_))) {
+            self.err(
+                Diagnostic::new(format!("`{shown}` uses two path aliases"), f.span)
+                    .label("one alias per field")
+                    .hint("a field holds at most one `$alias`"),
+            );
+            return None;
+        }
+        let below: Vec<Seg> = f.node[..at]
+            .iter()
+            .filter_map(|s| match s {
+                FieldSeg::Key(k) => Some(Seg::Key(k.clone())),
+                _ => None,
+            })
+            .collect();
+        let tail: Vec<Seg> = rest
+            .iter()
+            .map(|s| match s {
+                FieldSeg::Key(k) => Seg::Key(k.clone()),
+                _ => Seg::AnyDepth,
+            })
+            .collect();
+        Some(Some(
+            alias
+                .paths
+                .iter()
+                .map(|p| {
+                    let mut segs = below.clone();
+                    segs.extend(p.path.split('.').map(|k| Seg::Key(k.to_string())));
+                    segs.extend(tail.iter().cloned());
+                    Field(segs)
+                })
+                .collect(),
+        ))
+    }
+
+    /// A comparison; through a path alias, the OR of it on every concrete
+    /// path (`x == null` through an alias: no path holds `x`).
     fn comparison(&mut self, c: &ast::Cmp, cat: &Catalog) -> Option<Expr> {
-        let (field, resolved) = self.field(&c.field, cat)?;
+        let mut fields = self.fields(&c.field, cat)?;
+        if fields.len() <= 1 {
+            let (field, resolved) = fields.pop()?;
+            return self.comparison_on(c, field, resolved);
+        }
+        let (field, resolved) = fields[0].clone();
+        let one = self.comparison_on(c, field, resolved)?;
+        let on = |e: &Expr, field: &Field, info: &sources::Resolved| match e {
+            Expr::Cmp(x) => Expr::Cmp(ir::Cmp {
+                field: field.clone(),
+                info: info.clone(),
+                ..x.clone()
+            }),
+            other => other.clone(),
+        };
+        Some(match &one {
+            Expr::Not(inner) => Expr::Not(Box::new(Expr::Or(
+                fields.iter().map(|(f, r)| on(inner, f, r)).collect(),
+            ))),
+            _ => Expr::Or(fields.iter().map(|(f, r)| on(&one, f, r)).collect()),
+        })
+    }
+
+    fn comparison_on(
+        &mut self,
+        c: &ast::Cmp,
+        field: Field,
+        resolved: sources::Resolved,
+    ) -> Option<Expr> {
         let op_span = c.op.span;
         let op = match c.op.node {
             CmpOp::Eq | CmpOp::In => Op::Eq,
@@ -1575,6 +1782,19 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// A field as written, alias included (`requestObject.$podSpec.containers`).
+fn written(segs: &[FieldSeg]) -> String {
+    segs.iter()
+        .map(|s| match s {
+            FieldSeg::Key(k) if ir::is_plain_key(k) => k.clone(),
+            FieldSeg::Key(k) => format!("`{k}`"),
+            FieldSeg::AnyDepth => "**".to_string(),
+            FieldSeg::Alias(a) => format!("${a}"),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Deepest chain of `let` references below `e`.

@@ -28,6 +28,41 @@ pub struct Catalog {
     pub description: String,
     pub platforms: Vec<String>,
     pub fields: Vec<FieldDef>,
+    /// Path aliases (`requestObject.$podSpec`), each naming several concrete paths.
+    #[serde(default)]
+    pub aliases: Vec<Alias>,
+}
+
+/// `<below>.$<name>`: one name for the same sub-tree at several concrete
+/// paths, such as the pod spec of a Pod, a Job or a CronJob. A comparison
+/// through an alias is the OR of the comparison on each concrete path.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    /// The free-form (`any`) fields the alias may follow.
+    pub below: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// The concrete paths, relative to a `below` field.
+    pub paths: Vec<AliasPath>,
+    /// The keys allowed right after the alias.
+    pub keys: Vec<String>,
+    /// Array sub-paths relative to the alias (`containers`, `containers.command`).
+    #[serde(default)]
+    pub arrays: Vec<String>,
+    /// Scalar leaves relative to the alias, with their types
+    /// (`volumes.hostPath.path: string`): known values, not objects.
+    #[serde(default)]
+    pub leaves: std::collections::BTreeMap<String, FieldType>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AliasPath {
+    pub path: String,
+    /// The object kinds with this shape (`Job`, ...).
+    pub kinds: Vec<String>,
+    /// Their `objectRef.resource` names (`jobs`, ...).
+    pub resources: Vec<String>,
 }
 
 /// What the catalog knows about a field path: the IR's [`FieldInfo`],
@@ -42,7 +77,12 @@ pub fn catalogs() -> &'static [Catalog] {
             include_str!("azure_activity.yaml"),
         ]
         .iter()
-        .map(|text| serde_yaml::from_str(text).expect("built-in catalog is valid YAML"))
+        .map(|text| {
+            let mut cat: Catalog =
+                serde_yaml::from_str(text).expect("built-in catalog is valid YAML");
+            cat.add_alias_arrays();
+            cat
+        })
         .collect()
     })
 }
@@ -61,6 +101,84 @@ pub fn source_of_platform(platform: &str) -> Option<&'static Catalog> {
 impl Catalog {
     fn def(&self, path: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.path == path)
+    }
+
+    /// Every alias's array sub-paths become known array fields at each
+    /// concrete path (`requestObject.spec.template.spec.containers`), listed
+    /// after the free-form field they lie below.
+    fn add_alias_arrays(&mut self) {
+        for alias in self.aliases.clone() {
+            for below in &alias.below {
+                let mut defs = Vec::new();
+                for p in &alias.paths {
+                    for a in &alias.arrays {
+                        let path = format!("{below}.{}.{a}", p.path);
+                        if self.def(&path).is_none() {
+                            defs.push(FieldDef {
+                                path,
+                                ty: FieldType::Any,
+                                array: true,
+                                description: format!(
+                                    "{} `{a}` list ({}); a known array below the free-form {below}, from `${}`.",
+                                    p.kinds.join("/"),
+                                    p.path,
+                                    alias.name
+                                ),
+                            });
+                        }
+                    }
+                    for (leaf, ty) in &alias.leaves {
+                        let path = format!("{below}.{}.{leaf}", p.path);
+                        if self.def(&path).is_none() {
+                            defs.push(FieldDef {
+                                path,
+                                ty: *ty,
+                                array: false,
+                                description: format!(
+                                    "{} `{leaf}` ({}); a known leaf below the free-form {below}, from `${}`.",
+                                    p.kinds.join("/"),
+                                    p.path,
+                                    alias.name
+                                ),
+                            });
+                        }
+                    }
+                }
+                let at = self
+                    .fields
+                    .iter()
+                    .position(|f| &f.path == below)
+                    .map_or(self.fields.len(), |i| i + 1);
+                self.fields.splice(at..at, defs);
+            }
+        }
+    }
+
+    pub fn alias(&self, name: &str) -> Option<&Alias> {
+        self.aliases.iter().find(|a| a.name == name)
+    }
+
+    /// The alias branch a concrete path lies on (`requestObject.spec.containers.image`
+    /// is on the Pod branch of `$podSpec`): the longest branch whose path is
+    /// followed by one of the alias's keys.
+    pub fn alias_branch(&self, field: &Field) -> Option<(&Alias, &AliasPath)> {
+        let keys: Vec<&str> = field.keys().map(|k| k.unwrap_or("**")).collect();
+        let mut best: Option<(usize, &Alias, &AliasPath)> = None;
+        for alias in &self.aliases {
+            for below in &alias.below {
+                for p in &alias.paths {
+                    let prefix: Vec<&str> = below.split('.').chain(p.path.split('.')).collect();
+                    let n = prefix.len();
+                    let on = keys.len() > n
+                        && keys[..n] == prefix[..]
+                        && alias.keys.iter().any(|k| k == keys[n]);
+                    if on && best.is_none_or(|(m, _, _)| n > m) {
+                        best = Some((n, alias, p));
+                    }
+                }
+            }
+        }
+        best.map(|(_, a, p)| (a, p))
     }
 
     /// Resolve a field path, or explain why it is not a field of this source.
@@ -104,6 +222,14 @@ impl Catalog {
                                 arrays.push(false);
                             }
                         }
+                    }
+                    // A leaf the schema knows (`$podSpec` leaves) holds a value of its type.
+                    if let Some(d) = self.def(&sub).filter(|d| d.ty != FieldType::Any) {
+                        return Ok(Resolved {
+                            ty: d.ty,
+                            arrays,
+                            free_form: false,
+                        });
                     }
                     return Ok(Resolved {
                         ty: FieldType::Any,
@@ -203,6 +329,35 @@ mod tests {
         );
         assert!(k8s.resolve(&field("objectRef.resorce")).is_err());
         assert_eq!(k8s.suggest("objectRef.resorce"), Some("objectRef.resource"));
+        // `$podSpec` arrays are known at every concrete path.
+        assert_eq!(
+            k8s.resolve(&field(
+                "requestObject.spec.jobTemplate.spec.template.spec.containers.command"
+            ))
+            .unwrap()
+            .arrays,
+            vec![false, false, false, false, false, false, true, true]
+        );
+        assert_eq!(
+            k8s.resolve(&field(
+                "requestObject.spec.template.spec.ephemeralContainers.image"
+            ))
+            .unwrap()
+            .arrays,
+            vec![false, false, false, false, true, false]
+        );
+        let (_, branch) = k8s
+            .alias_branch(&field("requestObject.spec.template.spec.containers.image"))
+            .unwrap();
+        assert_eq!(branch.resources[0], "jobs");
+        let (_, branch) = k8s
+            .alias_branch(&field("requestObject.spec.hostNetwork"))
+            .unwrap();
+        assert_eq!(branch.resources, ["pods"]);
+        // `spec.template.metadata` is not a pod spec field.
+        assert!(k8s
+            .alias_branch(&field("requestObject.spec.template.metadata.name"))
+            .is_none());
         assert!(catalog("azure.activity")
             .unwrap()
             .resolve(&field("operationName"))

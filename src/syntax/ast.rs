@@ -141,6 +141,8 @@ pub struct Cmp {
 pub enum FieldSeg {
     Key(String),
     AnyDepth,
+    /// `$name`: a path alias of the source catalog (without the `$`).
+    Alias(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

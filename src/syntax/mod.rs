@@ -566,6 +566,7 @@ fn build_field(pair: Pair<Rule>) -> PResult<Vec<FieldSeg>> {
     pair.into_inner()
         .map(|seg| match seg.as_rule() {
             Rule::any_depth => Ok(FieldSeg::AnyDepth),
+            Rule::path_alias => Ok(FieldSeg::Alias(seg.as_str()[1..].to_string())),
             Rule::key => Ok(FieldSeg::Key(seg.as_str().to_string())),
             Rule::quoted_key => {
                 let s = seg.as_str();

@@ -578,6 +578,7 @@ fn field(segs: &[FieldSeg]) -> String {
         .enumerate()
         .map(|(n, s)| match s {
             FieldSeg::AnyDepth => "**".to_string(),
+            FieldSeg::Alias(a) => format!("${a}"),
             FieldSeg::Key(k) if bare(k) && !(n == 0 && KEYWORDS.contains(&k.as_str())) => k.clone(),
             FieldSeg::Key(k) => format!("`{k}`"),
         })
