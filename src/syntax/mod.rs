@@ -637,13 +637,26 @@ fn build_list_item(pair: Pair<Rule>) -> PResult<ListItem> {
 
 fn build_string(pair: Pair<Rule>) -> PResult<String> {
     let span: Span = pair.as_span().into();
-    let raw = pair.into_inner().next().map(|p| p.as_str()).unwrap_or("");
+    let inner = pair.into_inner().next();
+    // Offsets count from the first character inside the quotes.
+    let start = inner.as_ref().map_or(span.start + 1, |p| p.as_span().start());
+    let raw = inner.as_ref().map(|p| p.as_str()).unwrap_or("");
     unescape(raw).map_err(|(offset, msg)| {
-        let at = span.start + 1 + offset;
-        Diagnostic::new(msg, Span::new(at, at + 1))
+        let at = start + offset;
+        let len = escape_len(&raw[offset..]);
+        Diagnostic::new(msg, Span::new(at, at + len))
             .label("bad escape")
             .hint("escapes are \\\" \\\\ \\n \\t \\r \\/ and \\u{XXXX} with a Unicode scalar value")
     })
+}
+
+/// The length of the escape at the start of `s` (`\\n`, `\\u{D800}`).
+fn escape_len(s: &str) -> usize {
+    match s.get(1..2) {
+        Some("u") => s.find('}').map_or(s.len(), |i| i + 1),
+        Some(c) => 1 + c.len(),
+        None => s.len().max(1),
+    }
 }
 
 fn unescape(raw: &str) -> Result<String, (usize, String)> {
