@@ -589,6 +589,25 @@ fn azure_rule_agrees_with_detc() {
 // ------------------------------------------------------------ unsupported constructs
 
 #[test]
+fn a_nul_is_never_written_into_an_eql_string() {
+    let rule = compile(&k8s_rule(
+        "nul",
+        "NUL",
+        "    match verb == \"create\" and userAgent == \"a\\u{0}b\"",
+        &std_tests(),
+    ));
+    let r = render(&rule);
+    assert!(
+        r.losses
+            .iter()
+            .any(|l| l.kind == LossKind::Unsupported && l.reason.contains("U+0000")),
+        "{:?}",
+        r.losses
+    );
+    assert!(r.files.iter().all(|f| !f.contents.contains('\0')));
+}
+
+#[test]
 fn unsupported_fields_and_operators_are_reported() {
     let cases = [
         ("user.groups == \"system:masters\"", "text field"),

@@ -772,6 +772,17 @@ impl Eql<'_> {
     /// The comparison as an EQL atom, and whether it needs a presence guard
     /// under `not` (everything but `exists` and `!=`, which carry their own).
     fn render(&self, c: &Cmp) -> Result<(String, String, bool), String> {
+        // A NUL would make the .eql file binary; its escape `\u{00}` is
+        // Elasticsearch's, but the eql tool misreads two escapes in one string.
+        if c.values
+            .iter()
+            .any(|v| v.as_str().is_some_and(|s| s.contains('\0')))
+        {
+            return Err(format!(
+                "a value of `{}` holds U+0000, which detc does not write into an EQL string",
+                c.field
+            ));
+        }
         let f = if c.op == Op::Cidr {
             self.ctx.resolve_ip(&c.field)?
         } else {

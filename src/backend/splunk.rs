@@ -667,6 +667,10 @@ pub fn pcre_literal(s: &str, out: &mut String) {
             out.push(c);
         } else if c.is_ascii() {
             out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') {
+            // C1 controls and the separators YAML reads as breaks never
+            // appear raw in the .spl or the detection YAML.
+            out.push_str(&format!("\\x{{{:x}}}", c as u32));
         } else {
             out.push(c);
         }
@@ -1304,6 +1308,10 @@ mod tests {
         let mut s = String::new();
         pcre_literal("a.b*\"`$\\\n(é", &mut s);
         assert_eq!(s, "a\\x2eb\\x2a\\x22\\x60\\x24\\x5c\\x0a\\x28é");
+        // C1 controls and line separators never appear raw.
+        let mut s = String::new();
+        pcre_literal("a\u{85}b\u{9f}\u{2028}", &mut s);
+        assert_eq!(s, "a\\x{85}b\\x{9f}\\x{2028}");
     }
 
     #[test]

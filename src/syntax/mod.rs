@@ -639,7 +639,9 @@ fn build_string(pair: Pair<Rule>) -> PResult<String> {
     let span: Span = pair.as_span().into();
     let inner = pair.into_inner().next();
     // Offsets count from the first character inside the quotes.
-    let start = inner.as_ref().map_or(span.start + 1, |p| p.as_span().start());
+    let start = inner
+        .as_ref()
+        .map_or(span.start + 1, |p| p.as_span().start());
     let raw = inner.as_ref().map(|p| p.as_str()).unwrap_or("");
     unescape(raw).map_err(|(offset, msg)| {
         let at = start + offset;
