@@ -507,3 +507,35 @@ fn detc_ir_is_read_back_unchanged_by_pyyaml() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn one_targets_failure_is_a_loss_of_that_target_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rule_reading(dir.path(), "e.json");
+    std::fs::write(dir.path().join("rules/e.json"), r#"{"verb": "get"}"#).unwrap();
+    // `**` has no Sigma form: the Sigma document is lost, nothing else.
+    let text0 = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text0.replace(
+            r#"match verb == "create""#,
+            r#"match verb == "create" and not requestObject.**.privileged == true"#,
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("dist");
+    let (p, o) = (path.to_str().unwrap(), out.to_str().unwrap());
+    let r = detc(&["build", p, "--out", o]);
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
+    assert!(
+        text(&r).contains("sigma: cannot express match (the whole detection"),
+        "{}",
+        text(&r)
+    );
+    let r = detc(&["build", p, "--out", o, "--lossy"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    assert!(out.join("panther/rules/r.py").exists(), "{}", text(&r));
+    assert!(!out.join("sigma/r.yml").exists());
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("no Sigma rule is written"), "{report}");
+}

@@ -43,6 +43,17 @@ impl Backend for Sigma {
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
         let mut out = Rendered::default();
         for (i, det) in rule.detections.iter().enumerate() {
+            // A condition Sigma cannot write loses this document only: the
+            // loss policy decides (it is accepted under `lossy`), and the
+            // other targets and documents are built all the same.
+            if let Err(u) = detection_section(det) {
+                out.losses.push(Loss::unsupported(
+                    &det.stem,
+                    "match (the whole detection: no Sigma rule is written)",
+                    format!("{}: {}", u.construct, u.reason),
+                ));
+                continue;
+            }
             let (doc, losses) = document(rule, i)?;
             let body = emit_yaml(&doc);
             let back: Yaml = serde_yaml::from_str(&body)?;
