@@ -582,6 +582,23 @@ fn language_not_keeps_events_without_the_field_and_ne_does_not() {
 }
 
 #[test]
+fn numbers_are_canonical_and_numeric_ne_needs_a_number() {
+    // `403.0` is the number 403: a search term `=403.0` would match no event.
+    let (s, _) = search_of(r#"    match verb == "create" and responseStatus.code == 201.0"#);
+    assert!(first_stage(&s).contains("responseStatus.code=201"), "{s}");
+    assert!(!s.contains("201.0"), "{s}");
+    // `x!=403` also holds for a value that is no number: the where stage
+    // tests the number.
+    let (s, _) = search_of(r#"    match verb == "create" and responseStatus.code != 403"#);
+    assert!(!first_stage(&s).contains("!=403"), "{s}");
+    let w = where_stage(&s).unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        w.contains("isnotnull(tonumber('responseStatus.code'))"),
+        "{w}"
+    );
+}
+
+#[test]
 fn nested_groups_are_always_parenthesised() {
     let (s, _) = search_of(
         r#"    match verb == "create" or verb == "update" and (objectRef.name == "a" or not objectRef.name == "b")"#,

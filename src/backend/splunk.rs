@@ -522,8 +522,10 @@ impl SearchTerms<'_> {
             if ty != FieldType::Number {
                 return needs_where("a numeric comparison on a field that is not a number".into());
             }
-            if c.op == Op::Ne && multi {
-                return needs_where("`!=` on an array field".into());
+            if c.op == Op::Ne {
+                // `x!=403` also holds for a value that is no number; the
+                // language's `!=` needs one (`where` tests tonumber()).
+                return needs_where("`!=` with a number".into());
             }
             let op = match c.op {
                 Op::Eq => "=",

@@ -1155,7 +1155,7 @@ impl<'a> Checker<'a> {
                         "numeric comparisons apply to number fields",
                     );
                 }
-                Some(ir::Value::Num(n.clone()))
+                Some(ir::Value::Num(canonical_number(n)))
             }
             (Op::Lt | Op::Le | Op::Gt | Op::Ge, _) => {
                 bad(self, "a number", "write a number such as `400`")
@@ -1199,7 +1199,7 @@ impl<'a> Checker<'a> {
                 "a network string",
                 "write networks as `\"10.0.0.0/8\"`",
             ),
-            (Op::Eq | Op::Ne, ValueKind::Num(n)) => Some(ir::Value::Num(n.clone())),
+            (Op::Eq | Op::Ne, ValueKind::Num(n)) => Some(ir::Value::Num(canonical_number(n))),
             (Op::Eq | Op::Ne, ValueKind::Bool(b)) => Some(ir::Value::Bool(*b)),
             (Op::Eq | Op::Ne, ValueKind::Null) => bad(
                 self,
@@ -1795,6 +1795,18 @@ fn written(segs: &[FieldSeg]) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// A number in its canonical form: a whole number written `403.0` or
+/// `4.03e2` is the integer `403`, so every target writes it as events carry
+/// it (a search term `x=403.0` matches no event holding 403).
+fn canonical_number(n: &serde_json::Number) -> serde_json::Number {
+    match n.as_f64() {
+        Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            serde_json::Number::from(f as i64)
+        }
+        _ => n.clone(),
+    }
 }
 
 /// Deepest chain of `let` references below `e`.
