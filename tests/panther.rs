@@ -717,7 +717,9 @@ fn hostile_rule() -> Rule {
     m.description = h.clone();
     m.author = h.clone();
     m.runbook = Some(h.clone());
-    m.references = vec![h.clone(), h.clone()];
+    // Panther's Reference takes the first URL: a hostile one, then a
+    // hostile non-URL that goes to the description.
+    m.references = vec![format!("https://example.com/{h}"), h.clone()];
     m.false_positives = vec![h.clone()];
     m.tags = vec![h.clone()];
     let det = &mut rule.detections[0];
@@ -797,7 +799,10 @@ fn hostile_values_survive_python_yaml_and_pat() {
     for key in ["title", "description", "author", "runbook"] {
         assert_eq!(meta[key], HOSTILE, "DETC_META[{key}]");
     }
-    assert_eq!(meta["references"], json!([HOSTILE, HOSTILE]));
+    assert_eq!(
+        meta["references"],
+        json!([format!("https://example.com/{HOSTILE}"), HOSTILE])
+    );
     assert_eq!(meta["tags"], json!([HOSTILE]));
 
     // YAML: every field reads back unchanged (PyYAML, as pat).
@@ -809,7 +814,7 @@ fn hostile_values_survive_python_yaml_and_pat() {
         spec["Description"]
     );
     assert_eq!(spec["Runbook"], HOSTILE);
-    assert_eq!(spec["Reference"], HOSTILE);
+    assert_eq!(spec["Reference"], format!("https://example.com/{HOSTILE}"));
     assert_eq!(spec["Tags"], json!([HOSTILE]));
     assert_eq!(spec["Severity"], "High");
     let tests = spec["Tests"].as_array().unwrap();
@@ -1038,5 +1043,25 @@ fn flagship_reports_schedule_and_risk_as_not_applicable() {
             "rules/k8s_cronjob_job_write_azure_activity.py",
             "rules/k8s_cronjob_job_write_azure_activity.yml"
         ]
+    );
+}
+
+#[test]
+fn a_reference_that_is_no_url_goes_to_the_description() {
+    let mut rule = hostile_rule();
+    rule.meta.references = vec!["internal wiki page 12".into()];
+    let r = detc::build::render(&rule, Target::Panther).unwrap();
+    let yml = r.files.iter().find(|f| f.path.ends_with(".yml")).unwrap();
+    assert!(!yml.contents.contains("Reference:"), "{}", yml.contents);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.yml");
+    std::fs::write(&path, &yml.contents).unwrap();
+    let spec = driver("yaml", &json!({ "file": path }));
+    assert!(
+        spec["Description"]
+            .as_str()
+            .unwrap()
+            .contains("internal wiki page 12"),
+        "{spec}"
     );
 }

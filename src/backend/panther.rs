@@ -752,7 +752,13 @@ fn yaml_file(
             description.push_str(&format!("\n- {f}"));
         }
     }
-    if m.references.len() > 1 {
+    // Panther's Reference is a link: the first reference that is a URL.
+    // The rest, or a reference that is no URL, go into the description.
+    let url = m
+        .references
+        .iter()
+        .find(|r| r.starts_with("https://") || r.starts_with("http://"));
+    if m.references.len() > 1 || (url.is_none() && !m.references.is_empty()) {
         description.push_str("\n\nReferences:");
         for r in &m.references {
             description.push_str(&format!("\n- {r}"));
@@ -781,7 +787,7 @@ fn yaml_file(
     ctx.insert("display_name", &yq(&display));
     ctx.insert("description", &yq(&description));
     ctx.insert("runbook", &m.runbook.as_deref().map(yq));
-    ctx.insert("reference", &m.references.first().map(|r| yq(r)));
+    ctx.insert("reference", &url.map(|r| yq(r)));
     ctx.insert("severity", &yq(spec_severity(m.severity)));
     ctx.insert("reports", &reports);
     ctx.insert(
