@@ -599,6 +599,17 @@ fn numbers_are_canonical_and_numeric_ne_needs_a_number() {
 }
 
 #[test]
+fn output_settings_take_back_quoted_keys() {
+    let (s, _) = search_of(
+        "    match verb == \"create\"\n    output {\n      group_by = [annotations.`authorization.k8s.io/decision`, verb]\n      rename = { annotations.`authorization.k8s.io/decision` = decision }\n    }",
+    );
+    assert!(
+        s.contains(r#"by "annotations.authorization.k8s.io/decision" verb | rename "annotations.authorization.k8s.io/decision" as decision"#),
+        "{s}"
+    );
+}
+
+#[test]
 fn nested_groups_are_always_parenthesised() {
     let (s, _) = search_of(
         r#"    match verb == "create" or verb == "update" and (objectRef.name == "a" or not objectRef.name == "b")"#,

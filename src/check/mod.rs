@@ -1235,17 +1235,7 @@ impl<'a> Checker<'a> {
             self.expected(v, "a field path", "write fields bare: `user.username`");
             return None;
         };
-        let segs = w
-            .split('.')
-            .map(|s| {
-                if s == "**" {
-                    FieldSeg::AnyDepth
-                } else {
-                    FieldSeg::Key(s.to_string())
-                }
-            })
-            .collect();
-        let (field, resolved) = self.field(&Spanned::new(segs, v.span), cat)?;
+        let (field, resolved) = self.field(&Spanned::new(path_segments(w), v.span), cat)?;
         if field.has_any_depth() || matches!(resolved.ty, FieldType::Object) {
             self.err(
                 Diagnostic::new(format!("`{field}` cannot be an output field"), v.span)
@@ -1345,11 +1335,8 @@ impl<'a> Checker<'a> {
                 "title" => {
                     if let Some(t) = self.text_value(v) {
                         out.title = self.template(&t, v.span, |c, name, span| {
-                            let segs = name
-                                .split('.')
-                                .map(|s| FieldSeg::Key(s.to_string()))
-                                .collect();
-                            c.field(&Spanned::new(segs, span), cat).map(|(f, _)| f)
+                            c.field(&Spanned::new(path_segments(name), span), cat)
+                                .map(|(f, _)| f)
                         });
                     }
                 }
@@ -1795,6 +1782,38 @@ fn written(segs: &[FieldSeg]) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// A dotted path written in a setting (`annotations.`a.b``, `a.**.b`):
+/// split on dots outside back-quotes, back-quotes dropped.
+fn path_segments(path: &str) -> Vec<FieldSeg> {
+    let mut segs = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    let mut push = |cur: &mut String, was_quoted: bool| {
+        let s = std::mem::take(cur);
+        segs.push(if s == "**" && !was_quoted {
+            FieldSeg::AnyDepth
+        } else {
+            FieldSeg::Key(s)
+        });
+    };
+    for c in path.chars() {
+        match c {
+            '`' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            '.' if !quoted => {
+                push(&mut cur, was_quoted);
+                was_quoted = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    push(&mut cur, was_quoted);
+    segs
 }
 
 /// A number in its canonical form: a whole number written `403.0` or
