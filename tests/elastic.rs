@@ -6,23 +6,22 @@
 //! Needs `.venv/panther` (with eql 1.0.1): run `.ci/setup-validators`.
 
 use detc::backend::elastic::{self, elastic_document, eql_field, lucene_regex, wildcard_literal};
-use detc::backend::{Artifact, LossKind, Rendered, Target};
+use detc::backend::{LossKind, Rendered, Target};
 use detc::eval::Evaluator;
 use detc::ir::Rule;
 use detc::sources::normalize::normalize;
 use serde_json::{json, Value as Json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
-use common::{project_rules, referenced_fields, remove_path, root, run, upper, venv_bin};
+use common::{
+    compile, project_rules, referenced_fields, remove_path, run, upper, validator, venv_bin,
+    write_files,
+};
 
 fn python() -> PathBuf {
     venv_bin("panther", "python")
-}
-
-fn validator(name: &str) -> PathBuf {
-    root().join("tests/validators").join(name)
 }
 
 /// A Python snippet run with the venv's interpreter (eql importable), with
@@ -55,13 +54,6 @@ fn py(code: &str, input: &str) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-fn compile(text: &str) -> Rule {
-    let mut rules = detc::load::compile_text("test.rule", text, &root().join("rules"))
-        .unwrap_or_else(|r| panic!("rule does not check: {:?}", r.diagnostics));
-    assert_eq!(rules.len(), 1);
-    rules.remove(0)
-}
-
 fn render(rule: &Rule) -> Rendered {
     detc::build::render(rule, Target::Elastic).unwrap_or_else(|e| panic!("{}: {e}", rule.name))
 }
@@ -86,12 +78,6 @@ fn eql_query(contents: &str) -> String {
         .filter(|l| !l.starts_with("//"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn write_all(dir: &Path, files: &[Artifact]) {
-    for f in files {
-        std::fs::write(dir.join(&f.path), &f.contents).expect("write");
-    }
 }
 
 /// A rule around a kubernetes.audit source body.
@@ -135,7 +121,7 @@ fn every_rule_passes_eql_parser_and_toml_checks() {
     let mut tomls = Vec::new();
     for rule in &rules {
         let r = render(rule);
-        write_all(dir.path(), &r.files);
+        write_files(dir.path(), &r.files);
         for f in &r.files {
             if f.path.ends_with(".eql") {
                 eqls.push(dir.path().join(&f.path));
@@ -537,7 +523,7 @@ fn absent_fields_case_and_operators_agree_with_detc() {
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    write_all(dir.path(), &r.files);
+    write_files(dir.path(), &r.files);
     let tomls: Vec<PathBuf> = r
         .files
         .iter()
@@ -771,7 +757,7 @@ fn hostile_values_round_trip_through_eql_and_toml() {
 
     // EQL: parses, and each value comes back as the literal it must be.
     let dir = tempfile::tempdir().expect("tempdir");
-    write_all(dir.path(), &r.files);
+    write_files(dir.path(), &r.files);
     let (ok, out) = run(Command::new(python())
         .arg(validator("eql_parse.py"))
         .arg(dir.path().join("hostile.eql")));

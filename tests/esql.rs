@@ -9,7 +9,7 @@
 
 use detc::backend::elastic::{elastic_document, field_table};
 use detc::backend::esql::esql_str;
-use detc::backend::{Artifact, LossKind, Rendered, Target};
+use detc::backend::{LossKind, Rendered, Target};
 use detc::eval::Evaluator;
 use detc::ir::Rule;
 use detc::sources::normalize::normalize;
@@ -18,32 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{project_rules, referenced_fields, remove_path, root, run, upper, venv_bin};
-
-fn validator(name: &str) -> PathBuf {
-    root().join("tests/validators").join(name)
-}
-
-fn compile(text: &str) -> Rule {
-    let mut rules = detc::load::compile_text("test.rule", text, &root().join("rules"))
-        .unwrap_or_else(|r| panic!("rule does not check: {:?}", r.diagnostics));
-    assert_eq!(rules.len(), 1);
-    rules.remove(0)
-}
+use common::{
+    compile, project_rules, referenced_fields, remove_path, run, upper, validator, venv_bin,
+    write_files,
+};
 
 fn render(rule: &Rule) -> Rendered {
     detc::build::render(rule, Target::Esql).unwrap_or_else(|e| panic!("{}: {e}", rule.name))
-}
-
-fn write_all(dir: &Path, files: &[Artifact]) -> Vec<PathBuf> {
-    files
-        .iter()
-        .map(|f| {
-            let p = dir.join(&f.path);
-            std::fs::write(&p, &f.contents).expect("write");
-            p
-        })
-        .collect()
 }
 
 /// esql_parse.py on the `.esql` files and toml_check.py on the `.toml` files.
@@ -251,7 +232,7 @@ fn every_project_rule_parses_and_passes_the_toml_checks() {
         }
         let sub = dir.path().join(&rule.name);
         std::fs::create_dir(&sub).unwrap();
-        paths.extend(write_all(&sub, &r.files));
+        paths.extend(write_files(&sub, &r.files));
     }
     validate(&paths);
 }
@@ -347,7 +328,7 @@ fn every_construct_agrees_with_the_evaluator_on_elastic_documents() {
         );
         let sub = dir.path().join(format!("c{i}"));
         std::fs::create_dir(&sub).unwrap();
-        paths.extend(write_all(&sub, &r.files));
+        paths.extend(write_files(&sub, &r.files));
         let (p, n) = cross_check(&rule, &sub);
         problems.extend(p.into_iter().map(|x| format!("{cond}: {x}")));
         compared += n;
@@ -378,7 +359,7 @@ fn hostile_values_stay_inside_esql_strings() {
         ));
         let sub = dir.path().join(format!("h{i}"));
         std::fs::create_dir(&sub).unwrap();
-        validate(&write_all(&sub, &render(&rule).files));
+        validate(&write_files(&sub, &render(&rule).files));
         let (p, n) = cross_check(&rule, &sub);
         assert!(p.is_empty(), "{v:?}: {p:?}");
         assert!(n >= 2, "{v:?}");

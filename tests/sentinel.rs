@@ -9,7 +9,7 @@
 //! Needs `.venv/kql` and `.venv/node`: run `.ci/setup-validators`.
 
 use detc::backend::sentinel::{self, kql_str};
-use detc::backend::{Artifact, LossKind, Rendered, Target};
+use detc::backend::{LossKind, Rendered, Target};
 use detc::eval::Evaluator;
 use detc::ir::Rule;
 use detc::sources::normalize::records;
@@ -19,32 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{project_rules, root, run, venv_bin};
-
-fn validator(name: &str) -> PathBuf {
-    root().join("tests/validators").join(name)
-}
-
-fn compile(text: &str) -> Rule {
-    let mut rules = detc::load::compile_text("test.rule", text, &root().join("rules"))
-        .unwrap_or_else(|r| panic!("rule does not check: {:?}", r.diagnostics));
-    assert_eq!(rules.len(), 1);
-    rules.remove(0)
-}
+use common::{compile, project_rules, run, validator, venv_bin, write_files};
 
 fn render(rule: &Rule) -> Rendered {
     detc::build::render(rule, Target::Sentinel).unwrap_or_else(|e| panic!("{}: {e}", rule.name))
-}
-
-fn write_all(dir: &Path, files: &[Artifact]) -> Vec<PathBuf> {
-    files
-        .iter()
-        .map(|f| {
-            let p = dir.join(&f.path);
-            std::fs::write(&p, &f.contents).expect("write");
-            p
-        })
-        .collect()
 }
 
 /// Kusto.Language's verdict on `.kql` files, and sentinel_yaml.py's on `.yaml` files.
@@ -224,7 +202,7 @@ fn every_project_rule_passes_kusto_language_and_the_schema_limits() {
                 );
             }
         }
-        paths.extend(write_all(dir.path(), &r.files));
+        paths.extend(write_files(dir.path(), &r.files));
     }
     validate(&paths);
 }
@@ -401,7 +379,7 @@ fn every_construct_gets_the_evaluators_verdict_in_both_aks_forms() {
         );
         let sub = dir.path().join(format!("c{i}"));
         std::fs::create_dir(&sub).unwrap();
-        paths.extend(write_all(&sub, &r.files));
+        paths.extend(write_files(&sub, &r.files));
         cross_check(&rule, &sub, &mut tally);
     }
     validate(&paths);
@@ -444,7 +422,7 @@ fn hostile_values_stay_inside_kql_strings() {
         let r = render(&rule);
         let sub = dir.path().join(format!("h{i}"));
         std::fs::create_dir(&sub).unwrap();
-        paths.extend(write_all(&sub, &r.files));
+        paths.extend(write_files(&sub, &r.files));
         let mut tally = Tally::default();
         cross_check(&rule, &sub, &mut tally);
         assert!(
@@ -545,5 +523,5 @@ fn indicators_on_fixed_paths_raise_the_severity_through_a_column() {
         "{yaml}"
     );
     let dir = tempfile::tempdir().unwrap();
-    validate(&write_all(dir.path(), &r.files));
+    validate(&write_files(dir.path(), &r.files));
 }

@@ -1006,15 +1006,6 @@ fn lift_nots(e: &Expr, out: &mut Vec<Expr>) -> Expr {
     }
 }
 
-/// Top-level conjuncts, for one per line.
-fn conjuncts(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::And(xs) => xs.iter().flat_map(conjuncts).collect(),
-        Expr::Or(xs) if xs.len() == 1 => conjuncts(&xs[0]),
-        other => vec![other],
-    }
-}
-
 fn is_disjunction(e: &Expr) -> bool {
     match e {
         Expr::Or(xs) if xs.len() == 1 => is_disjunction(&xs[0]),
@@ -1078,7 +1069,7 @@ fn query(ctx: &Ctx, det: &Detection, expr: &Expr) -> Result<String, Unprintable>
         "data_stream.dataset == {}",
         super::text::eql_str(&ctx.table.dataset)
     )];
-    for c in conjuncts(&outer) {
+    for c in printer::conjuncts(&outer) {
         let s = printer::print(&plain, det, c)?;
         lines.push(if is_disjunction(c) {
             format!("({s})")
@@ -1109,7 +1100,7 @@ pub struct Narrowed {
 /// requires some (a top-level `objectRef.resource in [..]`).
 fn required_resources(det: &Detection) -> Vec<String> {
     let cond = det.inlined(&det.condition);
-    conjuncts(&cond)
+    printer::conjuncts(&cond)
         .into_iter()
         .find_map(|e| match e {
             Expr::Cmp(c)

@@ -48,7 +48,6 @@ const ESQL: Lang = Lang {
     query,
 };
 
-/// A double-quoted ES|QL string: `\\ \" \n \r \t`, the only escapes it has.
 /// What the ES|QL query keeps of `expr` (see [`super::elastic::Narrowed`]).
 pub fn narrowed(
     det: &crate::ir::Detection,
@@ -57,30 +56,9 @@ pub fn narrowed(
     super::elastic::narrowed_in(&ESQL, det, expr)
 }
 
+/// A double-quoted ES|QL string (see [`super::text::c_quoted`]).
 pub fn esql_str(s: &str) -> Result<String, String> {
-    if let Some(c) = s
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(format!(
-            "the value holds the control character U+{:04X}, which an ES|QL string literal cannot carry",
-            c as u32
-        ));
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    Ok(out)
+    super::text::c_quoted(s, "ES|QL")
 }
 
 /// Words an ES|QL expression reads as keywords.
@@ -259,15 +237,6 @@ impl Columns for Ctx {
     }
 }
 
-/// Top-level conjuncts, for one per line.
-fn conjuncts(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::And(xs) => xs.iter().flat_map(conjuncts).collect(),
-        Expr::Or(xs) if xs.len() == 1 => conjuncts(&xs[0]),
-        other => vec![other],
-    }
-}
-
 /// An output column name in detection-rules' `Esql.` convention.
 fn esql_column(name: &str) -> String {
     let safe: String = name
@@ -284,21 +253,10 @@ fn query(
     expr: &Expr,
     losses: &mut Vec<Loss>,
 ) -> Result<String, Unprintable> {
-    let inlined = det.inlined(expr);
-    let dialect = Table(ctx);
-    let parts = conjuncts(&inlined)
-        .into_iter()
-        .map(|c| {
-            let s = printer::print(&dialect, det, c)?;
-            Ok(match c {
-                Expr::Or(xs) if xs.len() > 1 => format!("({s})"),
-                _ => s,
-            })
-        })
-        .collect::<Result<Vec<_>, Unprintable>>()?;
+    let condition = printer::print_conjuncts(&Table(ctx), det, expr, "\n    AND ")?;
     let mut lines = vec![
         format!("FROM {} METADATA _id, _index, _version", ctx.table.index),
-        format!("| WHERE {}", parts.join("\n    AND ")),
+        format!("| WHERE {condition}"),
     ];
     let o = &det.output;
     // An output field the integration does not map cannot be returned:

@@ -112,6 +112,37 @@ fn print_level(
     }
 }
 
+/// The top-level conjuncts of `e`, for one per line.
+pub fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::And(xs) => xs.iter().flat_map(conjuncts).collect(),
+        Expr::Or(xs) if xs.len() == 1 => conjuncts(&xs[0]),
+        other => vec![other],
+    }
+}
+
+/// `expr` of `det`, its lets inlined, as its top-level conjuncts printed
+/// one by one (a disjunction in parentheses) and joined by `sep`.
+pub fn print_conjuncts(
+    d: &dyn Dialect,
+    det: &Detection,
+    expr: &Expr,
+    sep: &str,
+) -> Result<String, Unprintable> {
+    let inlined = det.inlined(expr);
+    let parts = conjuncts(&inlined)
+        .into_iter()
+        .map(|c| {
+            let s = print(d, det, c)?;
+            Ok(match c {
+                Expr::Or(xs) if xs.len() > 1 => format!("({s})"),
+                _ => s,
+            })
+        })
+        .collect::<Result<Vec<_>, Unprintable>>()?;
+    Ok(parts.join(sep))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,32 +116,9 @@ pub fn tables() -> &'static BTreeMap<String, SourceForms> {
 
 // ------------------------------------------------------------------ KQL text
 
-/// A double-quoted KQL string: `\\ \" \n \r \t`. Kusto documents no escape
-/// for other control characters, so a value holding one is refused.
+/// A double-quoted KQL string (see [`text::c_quoted`]).
 pub fn kql_str(s: &str) -> Result<String, String> {
-    if let Some(c) = s
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(format!(
-            "the value holds the control character U+{:04X}, which a KQL string literal cannot carry",
-            c as u32
-        ));
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    Ok(out)
+    text::c_quoted(s, "KQL")
 }
 
 /// A KQL identifier: plain when it is one, else `['...']`.
@@ -386,30 +363,9 @@ impl Columns for Kql<'_> {
     }
 }
 
-/// Top-level conjuncts, for one per line.
-fn conjuncts(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::And(xs) => xs.iter().flat_map(conjuncts).collect(),
-        Expr::Or(xs) if xs.len() == 1 => conjuncts(&xs[0]),
-        other => vec![other],
-    }
-}
-
 /// `expr` as the lines of a `where`.
 fn condition(kql: &Kql, det: &Detection, expr: &Expr) -> Result<String, Unprintable> {
-    let inlined = det.inlined(expr);
-    let dialect = Table(kql);
-    let parts = conjuncts(&inlined)
-        .into_iter()
-        .map(|c| {
-            let s = printer::print(&dialect, det, c)?;
-            Ok(match c {
-                Expr::Or(xs) if xs.len() > 1 => format!("({s})"),
-                _ => s,
-            })
-        })
-        .collect::<Result<Vec<_>, Unprintable>>()?;
-    Ok(parts.join("\n    and "))
+    printer::print_conjuncts(&Table(kql), det, expr, "\n    and ")
 }
 
 // ------------------------------------------------------------------ documents

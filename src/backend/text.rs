@@ -66,6 +66,22 @@ pub fn eql_str(s: &str) -> String {
     quoted(s, c_escapes)
 }
 
+/// A double-quoted KQL or ES|QL string: `\\ \" \n \r \t` are the only
+/// escapes both languages have, so a value holding any other control
+/// character is refused (`lang` names the language in the reason).
+pub fn c_quoted(s: &str, lang: &str) -> Result<String, String> {
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(format!(
+            "the value holds the control character U+{:04X}, which a {lang} string literal cannot carry",
+            c as u32
+        ));
+    }
+    Ok(quoted(s, c_escapes))
+}
+
 /// A YAML double-quoted scalar. YAML's double-quoted escapes include
 /// Python's (`\xNN`, `\uNNNN`), and escaping 0x85, U+2028 and U+2029 keeps
 /// YAML 1.1 parsers from reading them as line breaks.

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests of the targets.
 #![allow(dead_code)]
 
+use detc::backend::Artifact;
 use detc::ir::{Detection, Expr, Field, Rule};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
@@ -102,4 +103,29 @@ pub fn upper(v: &Json) -> Json {
         Json::Object(m) => Json::Object(m.iter().map(|(k, x)| (k.clone(), upper(x))).collect()),
         other => other.clone(),
     }
+}
+
+/// A validator wrapper under tests/validators/.
+pub fn validator(name: &str) -> PathBuf {
+    root().join("tests/validators").join(name)
+}
+
+/// Compile one rule text (test `file` paths relative to rules/).
+pub fn compile(text: &str) -> Rule {
+    let mut rules = detc::load::compile_text("test.rule", text, &root().join("rules"))
+        .unwrap_or_else(|r| panic!("rule does not check: {:?}", r.diagnostics));
+    assert_eq!(rules.len(), 1);
+    rules.remove(0)
+}
+
+/// Write generated files into `dir`; their paths.
+pub fn write_files(dir: &Path, files: &[Artifact]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|f| {
+            let p = dir.join(&f.path);
+            std::fs::write(&p, &f.contents).expect("write");
+            p
+        })
+        .collect()
 }
