@@ -610,6 +610,38 @@ fn output_settings_take_back_quoted_keys() {
 }
 
 #[test]
+fn a_dropped_condition_is_named_whole_and_an_empty_search_is_refused() {
+    // Only the whole conjunct can be left out: the loss names it.
+    let (s, r) = search_of(
+        "    match verb == \"create\" and (requestObject.**.privileged == true or verb == \"patch\")",
+    );
+    assert_eq!(first_stage(&s), r#"`kube_audit` verb="create""#);
+    let loss = r
+        .losses
+        .iter()
+        .find(|l| l.construct.starts_with("match condition"))
+        .unwrap_or_else(|| panic!("{:?}", r.losses));
+    assert_eq!(
+        loss.construct,
+        r#"match condition `(requestObject.**.privileged == true or verb == "patch")`"#
+    );
+    assert!(
+        loss.reason.contains("matches whether it holds or not"),
+        "{}",
+        loss.reason
+    );
+    // Nothing left: the search would match every event, even under lossy.
+    let rule = compile(&rule_text(
+        2,
+        "Splunk Case 2",
+        "    match verb == \"create\" or requestObject.**.privileged == true",
+        &serde_json::json!({ "verb": "create" }),
+    ));
+    let e = detc::build::render(&rule, Target::Splunk).unwrap_err();
+    assert!(e.0.contains("would match every event"), "{e}");
+}
+
+#[test]
 fn nested_groups_are_always_parenthesised() {
     let (s, _) = search_of(
         r#"    match verb == "create" or verb == "update" and (objectRef.name == "a" or not objectRef.name == "b")"#,

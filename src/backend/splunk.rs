@@ -202,7 +202,7 @@ fn render_detection(
     let filter = format!("{file_stem}_filter");
 
     let mut losses = Vec::new();
-    let q = build_query(det, prof, cat, &filter, &mut losses);
+    let q = build_query(det, prof, cat, &filter, &mut losses)?;
     let alert = alert_settings(rule, det, &q, &mut losses);
     metadata_losses(rule, det, &mut losses);
 
@@ -901,7 +901,7 @@ pub fn build_query(
     cat: &Catalog,
     filter: &str,
     losses: &mut Vec<Loss>,
-) -> Query {
+) -> Result<Query, BackendError> {
     let stem = det.stem.as_str();
     let mut parts = Vec::new();
     conjuncts(det, &det.condition, &mut parts);
@@ -920,16 +920,25 @@ pub fn build_query(
             Ok(s) => terms.push(wrap(s)),
             Err(_) => match printer::print(&post, det, part) {
                 Ok(s) => wheres.push(wrap(s)),
+                // The whole conjunct is replaced by "true": say which one,
+                // and that the search then matches whether it holds or not.
                 Err(u) => losses.push(Loss::unsupported(
                     stem,
-                    format!("match condition `{}`", u.construct),
+                    format!("match condition `{}`", det.inlined(part)),
                     format!(
-                        "{}; the condition is left out of the Splunk search",
-                        u.reason
+                        "`{}` cannot be written ({}): the whole condition is left out of the Splunk search, which then matches whether it holds or not",
+                        u.construct, u.reason
                     ),
                 )),
             },
         }
+    }
+    if terms.is_empty() && wheres.is_empty() {
+        // Left with no condition, the search would alert on every event of
+        // the source: refused, whatever `lossy` says.
+        return Err(BackendError(format!(
+            "{stem}: no part of the match condition can be written in Splunk, so the search would match every event of the source"
+        )));
     }
     let mut first = format!("`{}`", prof.macro_name);
     if !terms.is_empty() {
@@ -1045,7 +1054,7 @@ pub fn build_query(
         stages.push(format!("rename {}", list.join(", ")));
     }
     stages.push(format!("`{filter}`"));
-    Query { stages, columns }
+    Ok(Query { stages, columns })
 }
 
 // ------------------------------------------------------------- alerting
