@@ -766,20 +766,20 @@ fn hostile_rule() -> Rule {
     det.output.values[0].alias = Some(h.clone());
     let matching = json!({"verb": h, "userAgent": h, "requestObject": {"k": h, h.clone(): [h, 1.5e-7, -0.0, 12345678901234567890u64]}});
     rule.tests[0].name = h.clone();
-    rule.tests[0].event = matching.clone();
+    rule.tests[0].event = matching.clone().into();
     rule.tests[1].name = format!("{h} (no match)");
     rule.tests[1].event =
-        json!({"verb": format!("{h}x"), "userAgent": h, "requestObject": {"k": h}});
+        json!({"verb": format!("{h}x"), "userAgent": h, "requestObject": {"k": h}}).into();
     // The same event on every platform: AKS as a JSON string, GKE as protoPayload.
     let mut aks = rule.tests[0].clone();
     aks.name = format!("{h} (aks)");
     aks.platform = "aks".into();
-    aks.event = json!({"category": "kube-audit", "properties": {"log": matching.to_string()}, h.clone(): h});
+    aks.event = json!({"category": "kube-audit", "properties": {"log": matching.to_string()}, h.clone(): h}).into();
     let mut gke = rule.tests[0].clone();
     gke.name = format!("{h} (gke)");
     gke.platform = "gke".into();
     gke.event = json!({"protoPayload": {"serviceName": "k8s.io", "methodName": format!("io.k8s.batch.v1.jobs.{h}"),
-        "requestMetadata": {"callerSuppliedUserAgent": h}, "request": {"k": h}}});
+        "requestMetadata": {"callerSuppliedUserAgent": h}, "request": {"k": h}}}).into();
     rule.tests.push(aks);
     rule.tests.push(gke);
     rule
