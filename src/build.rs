@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -44,7 +44,59 @@ pub struct Outcome {
     pub rule: String,
     pub target: Target,
     /// The files written (relative to `dist/<target>/`) and the losses, or the error.
-    pub result: Result<(Vec<String>, Vec<Loss>), BackendError>,
+    pub result: Result<(Vec<String>, Vec<Kept>), BackendError>,
+}
+
+/// A loss as the build keeps it for the report: the detection's output stem
+/// and its note, shared by every rule with the same note (thousands of rules
+/// share a handful of notes).
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub stem: String,
+    pub note: Arc<Note>,
+}
+
+/// What was lost and why, without the detection.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Note {
+    pub kind: LossKind,
+    pub construct: String,
+    pub reason: String,
+}
+
+impl Kept {
+    pub fn loss(&self) -> Loss {
+        Loss {
+            kind: self.note.kind,
+            stem: self.stem.clone(),
+            construct: self.note.construct.clone(),
+            reason: self.note.reason.clone(),
+        }
+    }
+}
+
+/// The notes seen so far, each once.
+type Notes = Mutex<HashSet<Arc<Note>>>;
+
+fn keep(notes: &Notes, loss: Loss) -> Kept {
+    let note = Note {
+        kind: loss.kind,
+        construct: loss.construct,
+        reason: loss.reason,
+    };
+    let mut seen = notes.lock().expect("no panic while holding the lock");
+    let note = match seen.get(&note) {
+        Some(n) => n.clone(),
+        None => {
+            let n = Arc::new(note);
+            seen.insert(n.clone());
+            n
+        }
+    };
+    Kept {
+        stem: loss.stem,
+        note,
+    }
 }
 
 /// Render one rule for one target.
@@ -53,13 +105,12 @@ pub fn render(rule: &Rule, target: Target) -> Result<crate::backend::Rendered, B
 }
 
 /// The build: files relative to the output directory (empty when they were
-/// streamed to disk), the report, and errors.
+/// streamed to disk) and errors; `REPORT.md` and `REPORT.json` are among the files.
 #[derive(Debug, Default)]
 pub struct Build {
     pub files: BTreeMap<String, String>,
     /// How many files the build made (REPORT.md and REPORT.json included).
     pub file_count: usize,
-    pub report: String,
     pub errors: Vec<String>,
     /// Losses per target, for the command's summary line.
     pub losses: BTreeMap<Target, usize>,
@@ -132,6 +183,7 @@ fn build_rule(
     opts: &Options,
     version: &(dyn Fn(&Rule, Target) -> u32 + Sync),
     sink: &Sink,
+    notes: &Notes,
 ) -> std::io::Result<RuleResult> {
     // A rule whose own tests fail is not built for any target.
     let test_errors = crate::eval::run_tests(rule)
@@ -161,7 +213,10 @@ fn build_rule(
                     sink(&format!("{}/{}", target.name(), f.path), f.contents)?;
                     paths.push(f.path);
                 }
-                Ok((paths, r.losses))
+                Ok((
+                    paths,
+                    r.losses.into_iter().map(|l| keep(notes, l)).collect(),
+                ))
             }
             Err(e) => Err(e),
         };
@@ -183,9 +238,10 @@ fn build_streaming(
     version: impl Fn(&Rule, Target) -> u32 + Sync,
     sink: &Sink,
 ) -> std::io::Result<Build> {
+    let notes = Notes::default();
     let results: Vec<RuleResult> = rules
         .par_iter()
-        .map(|rule| build_rule(rule, opts, &version, sink))
+        .map(|rule| build_rule(rule, opts, &version, sink, &notes))
         .collect::<std::io::Result<_>>()?;
     let mut b = Build::default();
     for r in &results {
@@ -206,7 +262,8 @@ fn build_streaming(
             match &outcome.result {
                 Ok((paths, losses)) => {
                     *b.losses.entry(*target).or_default() += losses.len();
-                    for loss in losses {
+                    for kept in losses {
+                        let loss = kept.loss();
                         let accepted = opts.lossy || rule.meta.lossy.contains(target);
                         let fatal =
                             opts.strict || (loss.kind == LossKind::Unsupported && !accepted);
@@ -241,8 +298,7 @@ fn build_streaming(
             Err(e) => b.errors.push(format!("{target}: {e}")),
         }
     }
-    b.report = report(&rows, opts);
-    sink("REPORT.md", b.report.clone())?;
+    sink("REPORT.md", report(&rows, opts))?;
     sink("REPORT.json", report_json(&rows, opts))?;
     b.file_count = seen.len() + 2;
     Ok(b)
@@ -278,7 +334,12 @@ fn distinct_notes(rows: &[Outcome]) -> Vec<(NoteKey<'_>, Vec<&str>)> {
     for r in rows {
         let Ok((_, losses)) = &r.result else { continue };
         for l in losses {
-            let key = (r.target, l.kind, l.construct.as_str(), l.reason.as_str());
+            let key = (
+                r.target,
+                l.note.kind,
+                l.note.construct.as_str(),
+                l.note.reason.as_str(),
+            );
             let i = *index.entry(key).or_insert_with(|| {
                 notes.push((key, Vec::new()));
                 notes.len() - 1
@@ -451,8 +512,12 @@ pub fn report_json(rows: &[Outcome], opts: &Options) -> String {
                     l.iter()
                         .map(|l| JsonLoss {
                             stem: &l.stem,
-                            note: index
-                                [&(r.target, l.kind, l.construct.as_str(), l.reason.as_str())],
+                            note: index[&(
+                                r.target,
+                                l.note.kind,
+                                l.note.construct.as_str(),
+                                l.note.reason.as_str(),
+                            )],
                         })
                         .collect(),
                     None,
