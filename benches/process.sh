@@ -44,14 +44,17 @@ time_cmd() {
 # stats LOG: "min median max peakMB" of the runs in LOG (peak: the largest).
 stats() {
   sort -n -k1 "$1" | awk '{ w[NR] = $1; if ($2 > m) m = $2 }
-    END { printf "%.2f %.2f %.2f %.0f", w[1], w[int((NR + 1) / 2)], w[NR], m / 1024 }'
+    END { printf "%.2f %.2f %.2f %.0f\n", w[1], w[int((NR + 1) / 2)], w[NR], m / 1024 }'
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "detc $("$detc" --version | cut -d' ' -f2), targets: all defaults; $runs runs per size"
-[ -x "$sigma" ] && echo "pySigma: $("$sigma" version 2>/dev/null | head -n 1) (sigma convert -t splunk --without-pipeline)" \
-  || echo "pySigma: $sigma not found (run .ci/setup-validators): skipped"
+if [ -x "$sigma" ]; then
+  echo "pySigma: $("$(dirname "$sigma")/python" -c 'import importlib.metadata as m; print("sigma-cli", m.version("sigma-cli"), "pySigma", m.version("pySigma"))') (sigma convert -t splunk --without-pipeline)"
+else
+  echo "pySigma: $sigma not found (run .ci/setup-validators): skipped"
+fi
 echo
 printf '| %-7s | %-24s | %-9s | %-24s | %-9s | %-8s |\n' rules "detc build s (min/med/max)" "detc MB" "pySigma s (min/med/max)" "pySigma MB" "ratio"
 printf '|---|---|---|---|---|---|\n'
