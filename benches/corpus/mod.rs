@@ -422,11 +422,26 @@ impl Corpus {
                 misses.push(s);
             }
         }
+        rng.shuffle(&mut hits);
+        rng.shuffle(&mut misses);
+        // Every detection gets a matching and a non-matching test (pat test
+        // --minimum-tests 2 wants both): with two detections (the flagship's
+        // audit-log and Azure activity forms) one of each per detection.
+        let azure = |p: &str| p == "azure";
+        let mut hits: Vec<_> = if platforms.iter().any(|p| azure(p)) && platforms.len() > 1 {
+            let a = hits.iter().find(|(s, _)| azure(s.platform)).cloned();
+            let k = hits.iter().find(|(s, _)| !azure(s.platform)).cloned();
+            let m_a = misses.iter().find(|s| azure(s.platform)).copied();
+            let m_k = misses.iter().find(|s| !azure(s.platform)).copied();
+            misses = vec![m_k?, m_a?];
+            vec![k?, a?]
+        } else {
+            hits
+        };
         if hits.len() < 2 || misses.len() < 2 {
             return None;
         }
-        rng.shuffle(&mut hits);
-        rng.shuffle(&mut misses);
+        hits.truncate(2);
         let mut t = String::new();
         for (k, (s, indicators)) in hits.iter().take(2).enumerate() {
             let with = if k == 0 && !indicators.is_empty() {
