@@ -1,11 +1,22 @@
 //! `detc build`: render every rule for every target, apply the loss policy,
 //! write the build report, and replace the output directory atomically.
+//!
+//! Rules are rendered in parallel (rayon), each rule for every target, and
+//! their files are handed to a sink as they are made: [`build_to_dir`]
+//! writes them straight into the staging directory and drops them, so memory
+//! holds the IR and a small summary per rule, not the output. [`build_with`]
+//! collects the same files in memory (for `build --check`, `diff` and tests).
+//! Everything order-dependent (errors, the report, shared files) is assembled
+//! afterwards in rule order, so the output is byte-identical to a serial build.
 
-use crate::backend::{Artifact, BackendError, LossKind, Rendered, Target};
+use crate::backend::{Artifact, BackendError, Loss, LossKind, Target};
 use crate::ir::Rule;
-use std::collections::BTreeMap;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -26,24 +37,80 @@ impl Default for Options {
     }
 }
 
-/// What one target made of one rule.
+/// What one target made of one rule, as the report needs it (the files'
+/// contents are gone by then: only their paths are kept).
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub rule: String,
     pub target: Target,
-    pub result: Result<Rendered, BackendError>,
+    /// The files written (relative to `dist/<target>/`) and the losses, or the error.
+    pub result: Result<(Vec<String>, Vec<Kept>), BackendError>,
+}
+
+/// A loss as the build keeps it for the report: the detection's output stem
+/// and its note, shared by every rule with the same note (thousands of rules
+/// share a handful of notes).
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub stem: String,
+    pub note: Arc<Note>,
+}
+
+/// What was lost and why, without the detection.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Note {
+    pub kind: LossKind,
+    pub construct: String,
+    pub reason: String,
+}
+
+impl Kept {
+    pub fn loss(&self) -> Loss {
+        Loss {
+            kind: self.note.kind,
+            stem: self.stem.clone(),
+            construct: self.note.construct.clone(),
+            reason: self.note.reason.clone(),
+        }
+    }
+}
+
+/// The notes seen so far, each once.
+type Notes = Mutex<HashSet<Arc<Note>>>;
+
+fn keep(notes: &Notes, loss: Loss) -> Kept {
+    let note = Note {
+        kind: loss.kind,
+        construct: loss.construct,
+        reason: loss.reason,
+    };
+    let mut seen = notes.lock().expect("no panic while holding the lock");
+    let note = match seen.get(&note) {
+        Some(n) => n.clone(),
+        None => {
+            let n = Arc::new(note);
+            seen.insert(n.clone());
+            n
+        }
+    };
+    Kept {
+        stem: loss.stem,
+        note,
+    }
 }
 
 /// Render one rule for one target.
-pub fn render(rule: &Rule, target: Target) -> Result<Rendered, BackendError> {
+pub fn render(rule: &Rule, target: Target) -> Result<crate::backend::Rendered, BackendError> {
     crate::backend::backend(target).render(rule)
 }
 
-/// The build: files relative to the output directory, the report, and errors.
+/// The build: files relative to the output directory (empty when they were
+/// streamed to disk) and errors; `REPORT.md` and `REPORT.json` are among the files.
 #[derive(Debug, Default)]
 pub struct Build {
     pub files: BTreeMap<String, String>,
-    pub report: String,
+    /// How many files the build made (REPORT.md and REPORT.json included).
+    pub file_count: usize,
     pub errors: Vec<String>,
     /// Losses per target, for the command's summary line.
     pub losses: BTreeMap<Target, usize>,
@@ -54,37 +121,149 @@ pub fn build(rules: &[&Rule], opts: &Options) -> Build {
 }
 
 /// [`build`], with the version each rule's files carry for each target
-/// (from `detc.lock`, see [`crate::workflow::lock`]).
+/// (from `detc.lock`, see [`crate::workflow::lock`]). The files are kept in memory.
 pub fn build_with(
     rules: &[&Rule],
     opts: &Options,
-    version: impl Fn(&Rule, Target) -> u32,
+    version: impl Fn(&Rule, Target) -> u32 + Sync,
 ) -> Build {
-    let mut b = Build::default();
+    let files = Mutex::new(BTreeMap::new());
+    let mut b = build_streaming(rules, opts, version, &|path: &str, contents: String| {
+        files
+            .lock()
+            .expect("no panic while holding the lock")
+            .insert(path.to_string(), contents);
+        Ok(())
+    })
+    .expect("writing to memory cannot fail");
+    b.files = files.into_inner().expect("no panic while holding the lock");
+    b
+}
+
+/// [`build_with`], writing each file into a staging directory as soon as it
+/// is rendered, then swapping it in for `out` when the build has no error
+/// (otherwise `out` is left untouched). `Build::files` stays empty.
+pub fn build_to_dir(
+    rules: &[&Rule],
+    opts: &Options,
+    version: impl Fn(&Rule, Target) -> u32 + Sync,
+    out: &Path,
+) -> std::io::Result<Build> {
+    let parent = parent_of(out);
+    std::fs::create_dir_all(&parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".detc-staging-")
+        .tempdir_in(&parent)?;
+    let root = staging.path();
+    let b = build_streaming(rules, opts, version, &|rel: &str, contents: String| {
+        let path = root.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, contents)
+    })?;
+    if b.errors.is_empty() {
+        swap_in(staging.keep(), out)?;
+    }
+    Ok(b)
+}
+
+/// A file sink: relative path, contents. Called from several threads.
+type Sink<'a> = dyn Fn(&str, String) -> std::io::Result<()> + Sync + 'a;
+
+/// One rule's part of the build, made on any thread.
+struct RuleResult {
+    test_errors: Vec<String>,
+    /// Per target of `opts.targets`, in order.
+    targets: Vec<Outcome>,
+}
+
+fn build_rule(
+    rule: &Rule,
+    opts: &Options,
+    version: &(dyn Fn(&Rule, Target) -> u32 + Sync),
+    sink: &Sink,
+    notes: &Notes,
+) -> std::io::Result<RuleResult> {
     // A rule whose own tests fail is not built for any target.
-    for rule in rules {
-        for t in crate::eval::run_tests(rule).into_iter().filter(|t| !t.ok) {
-            b.errors.push(format!(
+    let test_errors = crate::eval::run_tests(rule)
+        .into_iter()
+        .filter(|t| !t.ok)
+        .map(|t| {
+            format!(
                 "{}: test {:?} [{}] fails: {}",
                 rule.name, t.name, t.platform, t.detail
-            ));
-        }
+            )
+        })
+        .collect();
+    let mut targets = Vec::with_capacity(opts.targets.len());
+    for &target in &opts.targets {
+        let v = version(rule, target);
+        let rendered = if v == rule.meta.version {
+            render(rule, target)
+        } else {
+            let mut versioned = rule.clone();
+            versioned.meta.version = v;
+            render(&versioned, target)
+        };
+        let result = match rendered {
+            Ok(r) => {
+                let mut paths = Vec::with_capacity(r.files.len());
+                for f in r.files {
+                    sink(&format!("{}/{}", target.name(), f.path), f.contents)?;
+                    paths.push(f.path);
+                }
+                Ok((
+                    paths,
+                    r.losses.into_iter().map(|l| keep(notes, l)).collect(),
+                ))
+            }
+            Err(e) => Err(e),
+        };
+        targets.push(Outcome {
+            rule: rule.name.clone(),
+            target,
+            result,
+        });
     }
-    let mut rows = Vec::new();
+    Ok(RuleResult {
+        test_errors,
+        targets,
+    })
+}
+
+fn build_streaming(
+    rules: &[&Rule],
+    opts: &Options,
+    version: impl Fn(&Rule, Target) -> u32 + Sync,
+    sink: &Sink,
+) -> std::io::Result<Build> {
+    let notes = Notes::default();
+    let results: Vec<RuleResult> = rules
+        .par_iter()
+        .map(|rule| build_rule(rule, opts, &version, sink, &notes))
+        .collect::<std::io::Result<_>>()?;
+    let mut b = Build::default();
+    for r in &results {
+        b.errors.extend(r.test_errors.iter().cloned());
+    }
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut rows = Vec::with_capacity(rules.len() * opts.targets.len());
+    let mut add = |b: &mut Build, path: String| {
+        if !seen.insert(path.clone()) {
+            b.errors.push(format!("two outputs write {path}"));
+        }
+    };
+    let mut results: Vec<std::vec::IntoIter<Outcome>> =
+        results.into_iter().map(|r| r.targets.into_iter()).collect();
     for target in &opts.targets {
-        for rule in rules {
-            let v = version(rule, *target);
-            let outcome = if v == rule.meta.version {
-                render(rule, *target)
-            } else {
-                let mut versioned = (*rule).clone();
-                versioned.meta.version = v;
-                render(&versioned, *target)
-            };
-            match &outcome {
-                Ok(r) => {
-                    *b.losses.entry(*target).or_default() += r.losses.len();
-                    for loss in &r.losses {
+        for (rule, outcomes) in rules.iter().zip(results.iter_mut()) {
+            let outcome = outcomes.next().expect("one outcome per target");
+            match &outcome.result {
+                Ok((paths, losses)) => {
+                    *b.losses.entry(*target).or_default() += losses.len();
+                    for kept in losses {
+                        let loss = kept.loss();
                         let accepted = opts.lossy || rule.meta.lossy.contains(target);
                         let fatal =
                             opts.strict || (loss.kind == LossKind::Unsupported && !accepted);
@@ -100,40 +279,83 @@ pub fn build_with(
                             ));
                         }
                     }
-                    for f in &r.files {
-                        add_file(&mut b, *target, f);
+                    for p in paths {
+                        add(&mut b, format!("{}/{p}", target.name()));
                     }
                 }
                 Err(e) => b.errors.push(format!("{}: {target}: {e}", rule.name)),
             }
-            rows.push(Outcome {
-                rule: rule.name.clone(),
-                target: *target,
-                result: outcome,
-            });
+            rows.push(outcome);
         }
         match crate::backend::backend(*target).shared(rules) {
-            Ok(files) => files.iter().for_each(|f| add_file(&mut b, *target, f)),
+            Ok(files) => {
+                for Artifact { path, contents } in files {
+                    let path = format!("{}/{path}", target.name());
+                    add(&mut b, path.clone());
+                    sink(&path, contents)?;
+                }
+            }
             Err(e) => b.errors.push(format!("{target}: {e}")),
         }
     }
-    b.report = report(&rows, opts);
-    b.files.insert("REPORT.md".into(), b.report.clone());
-    b
-}
-
-fn add_file(b: &mut Build, target: Target, f: &Artifact) {
-    let path = format!("{}/{}", target.name(), f.path);
-    if b.files.insert(path.clone(), f.contents.clone()).is_some() {
-        b.errors.push(format!("two outputs write {path}"));
-    }
+    sink("REPORT.md", report(&rows, opts))?;
+    sink("REPORT.json", report_json(&rows, opts))?;
+    b.file_count = seen.len() + 2;
+    Ok(b)
 }
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// `dist/REPORT.md`: one row per rule and target, then every loss.
+fn kind_name(k: LossKind) -> &'static str {
+    match k {
+        LossKind::Unsupported => "unsupported",
+        LossKind::NotApplicable => "not_applicable",
+    }
+}
+
+fn status(r: &Outcome) -> &'static str {
+    match &r.result {
+        Ok((_, losses)) if losses.is_empty() => "exact",
+        Ok(_) => "with notes",
+        Err(_) => "failed",
+    }
+}
+
+/// One distinct note of a target: kind, construct and reason.
+type NoteKey<'a> = (Target, LossKind, &'a str, &'a str);
+
+/// Each distinct note once per target, in order of first appearance, with
+/// the rules (in build order, each once) it applies to.
+fn distinct_notes(rows: &[Outcome]) -> Vec<(NoteKey<'_>, Vec<&str>)> {
+    let mut index: std::collections::HashMap<NoteKey, usize> = Default::default();
+    let mut notes: Vec<(NoteKey, Vec<&str>)> = Vec::new();
+    for r in rows {
+        let Ok((_, losses)) = &r.result else { continue };
+        for l in losses {
+            let key = (
+                r.target,
+                l.note.kind,
+                l.note.construct.as_str(),
+                l.note.reason.as_str(),
+            );
+            let i = *index.entry(key).or_insert_with(|| {
+                notes.push((key, Vec::new()));
+                notes.len() - 1
+            });
+            let rules = &mut notes[i].1;
+            if rules.last() != Some(&r.rule.as_str()) {
+                rules.push(&r.rule);
+            }
+        }
+    }
+    notes
+}
+
+/// `dist/REPORT.md`: a summary per target, a table per target (one row per
+/// rule), then each distinct note once with the rules it applies to, then
+/// the failures.
 pub fn report(rows: &[Outcome], opts: &Options) -> String {
     let mut s = String::from("# detc build report\n\n");
     let _ = writeln!(
@@ -142,56 +364,85 @@ pub fn report(rows: &[Outcome], opts: &Options) -> String {
         opts.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
         if opts.strict { " Built with --strict." } else { "" }
     );
-    s.push_str("| rule | target | status | files | losses |\n|---|---|---|---|---|\n");
-    for r in rows {
-        let (status, files, losses) = match &r.result {
-            Ok(x) => (
-                if x.losses.is_empty() {
-                    "exact"
-                } else {
-                    "with notes"
-                },
-                x.files
-                    .iter()
-                    .map(|f| format!("`{}`", f.path))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                x.losses.len().to_string(),
-            ),
-            Err(_) => ("failed", String::new(), "-".into()),
-        };
+    s.push_str("| target | rules | exact | with notes | failed | files | notes |\n|---|---|---|---|---|---|---|\n");
+    for t in &opts.targets {
+        let mine = || rows.iter().filter(|r| r.target == *t);
+        let count = |st: &str| mine().filter(|r| status(r) == st).count();
+        let files: usize = mine()
+            .filter_map(|r| r.result.as_ref().ok())
+            .map(|(f, _)| f.len())
+            .sum();
+        let notes: usize = mine()
+            .filter_map(|r| r.result.as_ref().ok())
+            .map(|(_, l)| l.len())
+            .sum();
         let _ = writeln!(
             s,
-            "| {} | {} | {status} | {} | {losses} |",
-            r.rule,
-            r.target,
-            cell(&files)
+            "| {t} | {} | {} | {} | {} | {files} | {notes} |",
+            mine().count(),
+            count("exact"),
+            count("with notes"),
+            count("failed"),
         );
     }
-    s.push_str("\n## Losses and failures\n\n");
-    let mut any = false;
-    for r in rows {
-        match &r.result {
-            Ok(x) => {
-                for l in &x.losses {
-                    any = true;
-                    let kind = match l.kind {
-                        LossKind::Unsupported => "unsupported",
-                        LossKind::NotApplicable => "not_applicable",
-                    };
-                    let _ = writeln!(
-                        s,
-                        "- `{}` → {} (`{}`): **{kind}** `{}`: {}",
-                        r.rule,
-                        r.target,
-                        l.stem,
-                        cell(&l.construct),
-                        cell(&l.reason)
-                    );
-                }
-            }
-            Err(e) => {
-                any = true;
+    let notes = distinct_notes(rows);
+    for t in &opts.targets {
+        let _ = write!(
+            s,
+            "\n## {t}\n\n| rule | status | files | notes |\n|---|---|---|---|\n"
+        );
+        for r in rows.iter().filter(|r| r.target == *t) {
+            let (files, losses) = match &r.result {
+                Ok((f, l)) => (
+                    f.iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    l.len().to_string(),
+                ),
+                Err(_) => (String::new(), "-".into()),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {losses} |",
+                r.rule,
+                status(r),
+                cell(&files)
+            );
+        }
+    }
+    s.push_str("\n## Notes\n\nEach distinct note once per target, with the rules it applies to.\n");
+    if notes.is_empty() {
+        s.push_str("\nNone: every construct was rendered exactly.\n");
+    }
+    for t in &opts.targets {
+        let mine: Vec<_> = notes.iter().filter(|((nt, ..), _)| nt == t).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n### {t}\n");
+        for ((_, kind, construct, reason), rules) in mine {
+            let _ = writeln!(
+                s,
+                "- **{}** `{}`: {} ({} rule{}: {})",
+                kind_name(*kind),
+                cell(construct),
+                cell(reason),
+                rules.len(),
+                if rules.len() == 1 { "" } else { "s" },
+                rules
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let failed: Vec<_> = rows.iter().filter(|r| r.result.is_err()).collect();
+    if !failed.is_empty() {
+        s.push_str("\n## Failures\n\n");
+        for r in failed {
+            if let Err(e) = &r.result {
                 let _ = writeln!(
                     s,
                     "- `{}` → {}: **failed**: {}",
@@ -202,31 +453,119 @@ pub fn report(rows: &[Outcome], opts: &Options) -> String {
             }
         }
     }
-    if !any {
-        s.push_str("None: every construct was rendered exactly.\n");
-    }
     s
 }
 
-/// Write `files` to `out` atomically: into a temporary sibling directory,
-/// then swap it in. On any error the previous `out` is untouched.
-pub fn write_atomically(out: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
-    let parent = match out.parent() {
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    targets: Vec<&'static str>,
+    strict: bool,
+    lossy: bool,
+    /// Each distinct note once per target, with the rules it applies to.
+    notes: Vec<JsonNote<'a>>,
+    /// One entry per rule and target, in build order.
+    results: Vec<JsonResult<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonNote<'a> {
+    target: &'static str,
+    kind: &'static str,
+    construct: &'a str,
+    reason: &'a str,
+    rules: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonResult<'a> {
+    rule: &'a str,
+    target: &'static str,
+    status: &'static str,
+    /// Relative to `dist/<target>/`.
+    files: &'a [String],
+    /// The detection (output stem) and the index of its note in `notes`.
+    losses: Vec<JsonLoss<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonLoss<'a> {
+    stem: &'a str,
+    note: usize,
+}
+
+/// `dist/REPORT.json`: the report for tools.
+pub fn report_json(rows: &[Outcome], opts: &Options) -> String {
+    let notes = distinct_notes(rows);
+    let index: std::collections::HashMap<NoteKey, usize> = notes
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (*k, i))
+        .collect();
+    let results = rows
+        .iter()
+        .map(|r| {
+            let (files, losses, error): (&[String], _, _) = match &r.result {
+                Ok((f, l)) => (
+                    f,
+                    l.iter()
+                        .map(|l| JsonLoss {
+                            stem: &l.stem,
+                            note: index[&(
+                                r.target,
+                                l.note.kind,
+                                l.note.construct.as_str(),
+                                l.note.reason.as_str(),
+                            )],
+                        })
+                        .collect(),
+                    None,
+                ),
+                Err(e) => (&[], Vec::new(), Some(e.0.as_str())),
+            };
+            JsonResult {
+                rule: &r.rule,
+                target: r.target.name(),
+                status: status(r),
+                files,
+                losses,
+                error,
+            }
+        })
+        .collect();
+    let report = JsonReport {
+        targets: opts.targets.iter().map(|t| t.name()).collect(),
+        strict: opts.strict,
+        lossy: opts.lossy,
+        notes: notes
+            .into_iter()
+            .map(|((t, kind, construct, reason), rules)| JsonNote {
+                target: t.name(),
+                kind: kind_name(kind),
+                construct,
+                reason,
+                rules,
+            })
+            .collect(),
+        results,
+    };
+    let mut s = serde_json::to_string(&report).expect("the report serialises");
+    s.push('\n');
+    s
+}
+
+fn parent_of(out: &Path) -> PathBuf {
+    match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".detc-staging-")
-        .tempdir_in(&parent)?;
-    for (rel, contents) in files {
-        let path = staging.path().join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, contents)?;
     }
-    let staged = staging.keep();
+}
+
+/// Replace `out` with the directory `staged` (a sibling), keeping the old
+/// `out` until the new one is in place.
+fn swap_in(staged: PathBuf, out: &Path) -> std::io::Result<()> {
+    let parent = parent_of(out);
     if out.exists() {
         let old = tempfile::Builder::new()
             .prefix(".detc-old-")
@@ -239,10 +578,41 @@ pub fn write_atomically(out: &Path, files: &BTreeMap<String, String>) -> std::io
             let _ = std::fs::remove_dir_all(&staged);
             return Err(e);
         }
-        std::fs::remove_dir_all(&old)?;
+        remove_tree(&old)?;
     } else if let Err(e) = std::fs::rename(&staged, out) {
         let _ = std::fs::remove_dir_all(&staged);
         return Err(e);
     }
     Ok(())
+}
+
+/// `remove_dir_all`, one top-level entry per thread.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+    entries.par_iter().try_for_each(|e| {
+        if e.file_type()?.is_dir() {
+            std::fs::remove_dir_all(e.path())
+        } else {
+            std::fs::remove_file(e.path())
+        }
+    })?;
+    std::fs::remove_dir(dir)
+}
+
+/// Write `files` to `out` atomically: into a temporary sibling directory,
+/// then swap it in. On any error the previous `out` is untouched.
+pub fn write_atomically(out: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
+    let parent = parent_of(out);
+    std::fs::create_dir_all(&parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".detc-staging-")
+        .tempdir_in(&parent)?;
+    for (rel, contents) in files {
+        let path = staging.path().join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, contents)?;
+    }
+    swap_in(staging.keep(), out)
 }

@@ -597,7 +597,8 @@ pub struct TestCase {
     pub name: String,
     pub platform: String,
     pub expect: Expectation,
-    pub event: serde_json::Value,
+    /// Shared by the rules that test against the same event file.
+    pub event: std::sync::Arc<serde_json::Value>,
     /// Where the event came from: `inline` or the file path as written.
     pub origin: String,
 }

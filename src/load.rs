@@ -105,8 +105,12 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 /// Compile every rule file under `paths`, then check names and ids across files.
 pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
     let mut loads = Loads::default();
-    for path in rule_files(paths)? {
-        match compile_path(&path) {
+    // Files are parsed and checked in parallel; results are kept in file order.
+    use rayon::prelude::*;
+    let files = rule_files(paths)?;
+    let compiled: Vec<_> = files.par_iter().map(|path| compile_path(path)).collect();
+    for (path, result) in files.into_iter().zip(compiled) {
+        match result {
             Ok(rules) => loads.rules.extend(rules.into_iter().map(|rule| Loaded {
                 path: path.clone(),
                 rule,
@@ -121,7 +125,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
     let mut keep = Vec::new();
     for l in std::mem::take(&mut loads.rules) {
         let mut diags = Vec::new();
-        let text = std::fs::read_to_string(&l.path).unwrap_or_default();
+        // Read again only to show a diagnostic.
+        let text = || std::fs::read_to_string(&l.path).unwrap_or_default();
         if let Some((first, other)) = by_name.get(&l.rule.name.to_lowercase()) {
             let what = if *other == l.rule.name {
                 format!(
@@ -168,7 +173,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loads, String> {
             keep.push(l);
         } else {
             loads.failures.push(Report {
-                file: SourceFile::new(l.path.display().to_string(), text),
+                file: SourceFile::new(l.path.display().to_string(), text()),
                 diagnostics: diags,
             });
         }

@@ -295,11 +295,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 strict,
             };
             let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
-            let b = build::build_with(&rules, &opts, |r, t| {
-                locked
-                    .as_ref()
-                    .map_or(r.meta.version, |l| l.version(&r.name, t))
-            });
+            let b = build::build_to_dir(
+                &rules,
+                &opts,
+                |r, t| {
+                    locked
+                        .as_ref()
+                        .map_or(r.meta.version, |l| l.version(&r.name, t))
+                },
+                &out,
+            )
+            .with_context(|| format!("writing {}", out.display()))?;
             if !b.errors.is_empty() {
                 for e in &b.errors {
                     eprintln!("error: {e}");
@@ -311,15 +317,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(1));
             }
-            build::write_atomically(&out, &b.files)
-                .with_context(|| format!("writing {}", out.display()))?;
             let notes: Vec<String> = b.losses.iter().map(|(t, n)| format!("{t} {n}")).collect();
             println!(
                 "built {} rule(s) for {} into {} ({} files); notes on what a target cannot express: {}; see {}/REPORT.md",
                 rules.len(),
                 opts.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
                 out.display(),
-                b.files.len(),
+                b.file_count,
                 if notes.is_empty() { "none".to_string() } else { notes.join(", ") },
                 out.display()
             );

@@ -243,6 +243,73 @@ fn builds_are_byte_identical() {
     assert_eq!(fa, fb);
 }
 
+/// `detc build` streams files to disk from several threads; `build --check`
+/// and `diff` use the in-memory build. Both make the same files, and the
+/// reports summarise: a table per target, each distinct note once.
+#[test]
+fn streamed_build_is_the_in_memory_build_and_reports_summarise() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let o = detc(&["build", "rules", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loads = detc::load::load(&[root.join("rules")]).unwrap();
+    let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
+    let lock = detc::workflow::lock::Lock::read(&root.join("detc.lock"))
+        .unwrap()
+        .expect("the project's lock");
+    let b = detc::build::build_with(&rules, &Default::default(), |r, t| lock.version(&r.name, t));
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let mut on_disk: Vec<(String, String)> = walk(&out)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(&out).unwrap().display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    on_disk.sort();
+    let in_memory: Vec<(String, String)> = b.files.into_iter().collect();
+    assert_eq!(on_disk.len(), in_memory.len());
+    assert!(
+        on_disk == in_memory,
+        "the streamed build differs from the in-memory one"
+    );
+
+    let md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    for t in detc::backend::Target::ALL {
+        assert!(
+            md.contains(&format!("\n## {t}\n\n| rule | status | files | notes |\n")),
+            "{t}"
+        );
+    }
+    let notes = md.lines().filter(|l| l.starts_with("- **")).count();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("REPORT.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["results"].as_array().unwrap().len(),
+        rules.len() * detc::backend::Target::ALL.len()
+    );
+    // Each distinct note once per target.
+    let mut keys: Vec<String> = json["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            format!(
+                "{} {} {} {}",
+                n["target"], n["kind"], n["construct"], n["reason"]
+            )
+        })
+        .collect();
+    let all = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), all, "a note is listed twice");
+    assert_eq!(all, notes);
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -100,7 +100,7 @@ fn cross_check(rule: &Rule, dir: &Path) -> (Vec<String>, usize) {
             .iter()
             .filter(|t| det.platforms.contains(&t.platform) && !lost.contains(&t.platform))
         {
-            for (n, record) in detc::sources::normalize::records(t.event.clone())
+            for (n, record) in detc::sources::normalize::records((*t.event).clone())
                 .into_iter()
                 .enumerate()
             {

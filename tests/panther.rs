@@ -52,13 +52,19 @@ fn driver(mode: &str, input: &Json) -> Json {
     serde_json::from_slice(&out.stdout).expect("driver prints JSON")
 }
 
-/// Render `rules` for Panther into `<dir>/panther/`; that folder.
+/// Render `rules` for Panther into `<dir>/panther/`, with the shared
+/// runtime in `global_helpers/` as `detc build` writes it; that folder.
 fn render_into(rules: &[Rule], dir: &Path) -> PathBuf {
     let out = dir.join("panther");
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let shared = detc::backend::backend(Target::Panther)
+        .shared(&refs)
+        .expect("the runtime");
+    assert_eq!(shared, panther::runtime_files());
     for rule in rules {
         let rendered = detc::build::render(rule, Target::Panther)
             .unwrap_or_else(|e| panic!("{}: panther render failed: {e}", rule.name));
-        for f in rendered.files {
+        for f in rendered.files.into_iter().chain(shared.clone()) {
             let path = out.join(&f.path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, f.contents).unwrap();
@@ -594,7 +600,7 @@ fn float_text_is_serde_json_text() {
     ];
     let got = driver(
         "floats",
-        &json!({"file": dir.join("rules/probe.py"), "floats": floats}),
+        &json!({"file": dir.join("global_helpers/detc_runtime.py"), "floats": floats}),
     );
     for (f, g) in floats.iter().zip(got.as_array().unwrap()) {
         let want = serde_json::Number::from_f64(*f).unwrap().to_string();
@@ -763,20 +769,20 @@ fn hostile_rule() -> Rule {
     det.output.values[0].alias = Some(h.clone());
     let matching = json!({"verb": h, "userAgent": h, "requestObject": {"k": h, h.clone(): [h, 1.5e-7, -0.0, 12345678901234567890u64]}});
     rule.tests[0].name = h.clone();
-    rule.tests[0].event = matching.clone();
+    rule.tests[0].event = matching.clone().into();
     rule.tests[1].name = format!("{h} (no match)");
     rule.tests[1].event =
-        json!({"verb": format!("{h}x"), "userAgent": h, "requestObject": {"k": h}});
+        json!({"verb": format!("{h}x"), "userAgent": h, "requestObject": {"k": h}}).into();
     // The same event on every platform: AKS as a JSON string, GKE as protoPayload.
     let mut aks = rule.tests[0].clone();
     aks.name = format!("{h} (aks)");
     aks.platform = "aks".into();
-    aks.event = json!({"category": "kube-audit", "properties": {"log": matching.to_string()}, h.clone(): h});
+    aks.event = json!({"category": "kube-audit", "properties": {"log": matching.to_string()}, h.clone(): h}).into();
     let mut gke = rule.tests[0].clone();
     gke.name = format!("{h} (gke)");
     gke.platform = "gke".into();
     gke.event = json!({"protoPayload": {"serviceName": "k8s.io", "methodName": format!("io.k8s.batch.v1.jobs.{h}"),
-        "requestMetadata": {"callerSuppliedUserAgent": h}, "request": {"k": h}}});
+        "requestMetadata": {"callerSuppliedUserAgent": h}, "request": {"k": h}}}).into();
     rule.tests.push(aks);
     rule.tests.push(gke);
     rule
@@ -992,6 +998,38 @@ fn yaml_numbers_keep_their_type_in_yaml_1_1() {
         "A and B (c) 'd' 5pct"
     );
     assert_eq!(panther::spec_severity(Severity::Informational), "Info");
+}
+
+/// The runtime is one global helper; each rule file holds only its own logic
+/// and imports the helpers it calls (Panther's `global_helpers` convention).
+#[test]
+fn rules_import_the_one_runtime() {
+    let files = panther::runtime_files();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "global_helpers/detc_runtime.py",
+            "global_helpers/detc_runtime.yml"
+        ]
+    );
+    assert!(files[1].contents.contains("AnalysisType: global"));
+    assert!(files[1].contents.contains("GlobalID: detc_runtime"));
+    for rule in project_rules() {
+        let r = detc::build::render(&rule, Target::Panther).unwrap();
+        for f in r.files.iter().filter(|f| f.path.ends_with(".py")) {
+            assert!(
+                f.contents.contains("\nfrom detc_runtime import (\n"),
+                "{} does not import the runtime",
+                f.path
+            );
+            assert!(
+                !f.contents.contains("def _values("),
+                "{} embeds the runtime",
+                f.path
+            );
+        }
+    }
 }
 
 #[test]

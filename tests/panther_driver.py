@@ -2,7 +2,8 @@
 (.venv/panther/bin/python, panther-analysis-tool 1.11.1 and panther_core).
 
     panther_driver.py verdicts   stdin {"dir": D, "cases": [{"stem": S, "log": {...}}]}
-        Runs D/S.py on each log wrapped in a read-only PantherEvent, as pat does:
+        Runs D/S.py (with D/../global_helpers importable) on each log
+        wrapped in a read-only PantherEvent, as pat does:
         rule(), and when it matches severity() (DEFAULT when the module has
         none), detc_indicators(), title(), dedup() and alert_context() (which
         must be JSON-serialisable). Prints {"results": [{matched, severity,
@@ -18,6 +19,7 @@
 import ast
 import importlib.util
 import json
+import os
 import sys
 import traceback
 
@@ -56,6 +58,8 @@ def main():
     mode = sys.argv[1]
     request = json.load(sys.stdin)
     if mode == "verdicts":
+        # As pat does: the global helpers are importable by their GlobalID.
+        sys.path.insert(0, os.path.join(request["dir"], "..", "global_helpers"))
         results = []
         for case in request["cases"]:
             try:

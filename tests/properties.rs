@@ -157,7 +157,7 @@ fn drawn_values_stay_values_in_every_engine() {
                 let m = ev
                     .eval_record(&rule, &t.platform, &t.event)
                     .is_some_and(|x| x.matched);
-                (t.platform.clone(), t.event.clone(), m)
+                (t.platform.clone(), (*t.event).clone(), m)
             })
             .collect();
         assert_eq!(

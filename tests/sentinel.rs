@@ -147,7 +147,7 @@ fn cross_check(rule: &Rule, dir: &Path, tally: &mut Tally) {
                 .iter()
                 .filter(|t| form.platforms.contains(&t.platform))
             {
-                for (i, record) in records(t.event.clone()).into_iter().enumerate() {
+                for (i, record) in records((*t.event).clone()).into_iter().enumerate() {
                     let want = ev
                         .eval_record(rule, &t.platform, &record)
                         .is_some_and(|v| v.matched);

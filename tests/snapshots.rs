@@ -1,6 +1,7 @@
 //! One snapshot per rule holding the IR and every target's output in a fixed
 //! order (splunk, elastic, panther, sigma), so a pull request shows each
-//! backend's change for a rule side by side.
+//! backend's change for a rule side by side; and one snapshot of the files
+//! the Panther rules share (the `detc_runtime` global helper).
 
 use detc::backend::Target;
 use detc::ir::Rule;
@@ -92,4 +93,16 @@ fn every_rule_every_target() {
             insta::assert_snapshot!(format!("rule@{}", l.rule.name), text);
         }
     });
+}
+
+#[test]
+fn panther_runtime() {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    let mut s = String::new();
+    for f in detc::backend::panther::runtime_files() {
+        let _ = write!(s, "### {}\n\n{}\n", f.path, f.contents);
+    }
+    settings.bind(|| insta::assert_snapshot!("panther_runtime", s));
 }

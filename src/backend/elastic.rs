@@ -63,7 +63,7 @@ use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
 use crate::ir::{Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Status, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -89,6 +89,23 @@ pub struct SourceTable {
     /// ECS fields the ingest pipeline derives, in file order.
     #[serde(default, deserialize_with = "ordered")]
     pub ecs_fields: Vec<(String, EcsEntry)>,
+    /// The segments of each key of `fields`, in the same order (split once).
+    #[serde(skip)]
+    pub segs: Vec<Vec<String>>,
+    /// Segments -> the index of the first field with them.
+    #[serde(skip)]
+    by_segs: HashMap<Vec<String>, usize>,
+}
+
+impl SourceTable {
+    /// Split every key once and index the fields by their segments.
+    fn indexed(mut self) -> Self {
+        self.segs = self.fields.iter().map(|(k, _)| key_segments(k)).collect();
+        for (i, segs) in self.segs.iter().enumerate() {
+            self.by_segs.entry(segs.clone()).or_insert(i);
+        }
+        self
+    }
 }
 
 /// A YAML map as (key, value) pairs in file order.
@@ -133,8 +150,13 @@ pub struct EcsEntry {
 pub fn field_tables() -> &'static BTreeMap<String, SourceTable> {
     static TABLES: OnceLock<BTreeMap<String, SourceTable>> = OnceLock::new();
     TABLES.get_or_init(|| {
-        serde_yaml::from_str(include_str!("../sources/elastic_fields.yaml"))
-            .expect("built-in Elastic field table is valid YAML")
+        let tables: BTreeMap<String, SourceTable> =
+            serde_yaml::from_str(include_str!("../sources/elastic_fields.yaml"))
+                .expect("built-in Elastic field table is valid YAML");
+        tables
+            .into_iter()
+            .map(|(source, t)| (source, t.indexed()))
+            .collect()
     })
 }
 
@@ -222,11 +244,8 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     fn entry(&self, segs: &[String]) -> Option<(&'static String, &'static FieldEntry)> {
-        self.table
-            .fields
-            .iter()
-            .find(|(k, _)| key_segments(k) == segs)
-            .map(|(k, e)| (k, e))
+        let (k, e) = &self.table.fields[*self.table.by_segs.get(segs)?];
+        Some((k, e))
     }
 
     /// The flattened field `segs` lies strictly below, if any.
@@ -371,15 +390,14 @@ impl Ctx {
     fn any_depth(&self, field: &Field) -> String {
         let pattern: Vec<Option<&str>> = field.keys().collect();
         let mut known = Vec::new();
-        for (key, e) in &self.table.fields {
-            let segs = key_segments(key);
-            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        for ((key, e), key_segs) in self.table.fields.iter().zip(&self.table.segs) {
+            let segs: Vec<&str> = key_segs.iter().map(String::as_str).collect();
             if glob_path(&pattern, &segs) {
-                let status = match self.unsearchable(field, e, &key_segments(key)) {
+                let status = match self.unsearchable(field, e, key_segs) {
                     None => format!("{}, searchable", e.ty),
                     Some(_) if e.ty == "text" => format!("text: not searchable by {}", self.lang),
                     Some(_) if !e.indexed => "not mapped".to_string(),
-                    Some(_) if self.flattened_parent(&key_segments(key)).is_some() => {
+                    Some(_) if self.flattened_parent(key_segs).is_some() => {
                         format!("flattened key: not searchable by {}", self.lang)
                     }
                     Some(_) => format!("{}: not searchable by {}", e.ty, self.lang),
@@ -1238,7 +1256,7 @@ fn verdict_changes(rule: &Rule, det: &Detection, full: &Expr, kept: &Expr) -> Ve
     {
         let mut before = false;
         let mut after = false;
-        for record in crate::sources::normalize::records(t.event.clone()) {
+        for record in crate::sources::normalize::records((*t.event).clone()) {
             if let Some(event) = crate::sources::normalize::normalize(&t.platform, &record) {
                 before |= ev.eval(det, full, &event);
                 after |= ev.eval(det, kept, &event);
@@ -1282,9 +1300,8 @@ pub fn elastic_document(source: &str, event: &Json) -> Option<Json> {
         "data_stream.dataset",
         Json::String(table.dataset.clone()),
     );
-    for (key, e) in &table.fields {
-        let segs = key_segments(key);
-        if !e.indexed || ctx.flattened_parent(&segs).is_some() {
+    for ((key, e), segs) in table.fields.iter().zip(&table.segs) {
+        if !e.indexed || ctx.flattened_parent(segs).is_some() {
             continue;
         }
         let k = match (kind(&e.ty), e.ty.as_str()) {

@@ -42,7 +42,7 @@ pub fn backend(target: Target) -> &'static dyn Backend {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
     /// The meaning of a construct cannot be expressed.

@@ -1670,7 +1670,9 @@ impl<'a> Checker<'a> {
                 }
             };
             let (event, origin) = match &t.event {
-                ast::TestEvent::Inline(v) => (v.node.clone(), "inline".to_string()),
+                ast::TestEvent::Inline(v) => {
+                    (std::sync::Arc::new(v.node.clone()), "inline".to_string())
+                }
                 ast::TestEvent::File(p) => match self.event_file(p) {
                     Some(v) => (v, p.node.clone()),
                     None => continue,
@@ -1718,7 +1720,7 @@ impl<'a> Checker<'a> {
         out
     }
 
-    fn event_file(&mut self, p: &Spanned<String>) -> Option<serde_json::Value> {
+    fn event_file(&mut self, p: &Spanned<String>) -> Option<std::sync::Arc<serde_json::Value>> {
         let path = Path::new(&p.node);
         if path.is_absolute() {
             self.err(Diagnostic::new("test event paths are relative to the rule file", p.span)
@@ -1757,8 +1759,17 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
+        if let Some(v) = parsed_events().lock().ok()?.get(&text) {
+            return Some(v.clone());
+        }
         match serde_json::from_str(&text) {
-            Ok(v) => Some(v),
+            Ok(v) => {
+                let v: std::sync::Arc<serde_json::Value> = std::sync::Arc::new(v);
+                if let Ok(mut cache) = parsed_events().lock() {
+                    cache.insert(text, v.clone());
+                }
+                Some(v)
+            }
             Err(e) => {
                 self.err(
                     Diagnostic::new(format!("{} is not valid JSON: {e}", full.display()), p.span)
@@ -1826,6 +1837,16 @@ fn canonical_number(n: &serde_json::Number) -> serde_json::Number {
         }
         _ => n.clone(),
     }
+}
+
+/// Test event files parsed so far, by their text: an event file that many
+/// rules test against is parsed once and shared by their IRs.
+fn parsed_events() -> &'static std::sync::Mutex<HashMap<String, std::sync::Arc<serde_json::Value>>>
+{
+    static EVENTS: std::sync::OnceLock<
+        std::sync::Mutex<HashMap<String, std::sync::Arc<serde_json::Value>>>,
+    > = std::sync::OnceLock::new();
+    EVENTS.get_or_init(Default::default)
 }
 
 /// Deepest chain of `let` references below `e`.

@@ -304,7 +304,7 @@ pub fn run_tests(rule: &Rule) -> Vec<TestResult> {
                 indicators: vec![],
                 severity: rule.meta.severity,
             };
-            let verdicts = crate::sources::normalize::records(t.event.clone())
+            let verdicts = crate::sources::normalize::records_ref(&t.event)
                 .iter()
                 .filter_map(|record| ev.eval_record(rule, &t.platform, record))
                 .collect::<Vec<_>>();

@@ -34,6 +34,18 @@ pub fn records(value: Value) -> Vec<Value> {
     }
 }
 
+/// [`records`] without taking the value: the records of a record file, borrowed.
+pub fn records_ref(value: &Value) -> &[Value] {
+    match value {
+        Value::Array(items) => items,
+        Value::Object(map) if map.len() == 1 => match map.get("records") {
+            Some(Value::Array(items)) => items,
+            _ => std::slice::from_ref(value),
+        },
+        other => std::slice::from_ref(other),
+    }
+}
+
 /// AKS diagnostic record: the audit Event sits in `properties.log`, usually
 /// as a JSON string, for the `kube-audit` and `kube-audit-admin` categories.
 fn aks(record: &Value) -> Option<Value> {

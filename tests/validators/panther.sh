@@ -2,12 +2,14 @@
 # Run the unit tests of generated Panther rules with panther-analysis-tool 1.11.1.
 #
 # usage: tests/validators/panther.sh <dist_panther_dir>
-#   <dir>/**/<stem>.yml + <stem>.py, self-contained (no helper modules)
+#   <dir>/**/<stem>.yml + <stem>.py, and the global helpers they import
+#   (<dir>/global_helpers/*.yml + .py, `AnalysisType: global`)
 #
 # Runs `pat --skip-version-check test --path <dir> --minimum-tests 2`
 # (schema check of every YAML, then every test; each rule needs >= 2 tests,
 # at least one expected true and one expected false) and fails unless pat
-# exits 0 and reports Failed: 0, Invalid: 0 and one passed rule per YAML file.
+# exits 0 and reports Failed: 0, Invalid: 0 and one passed rule per rule YAML
+# file (global helper specs are not rules).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,7 +20,8 @@ die() { echo "panther.sh: FAIL: $*" >&2; exit 1; }
 [ $# -eq 1 ] || die "usage: $0 <dist_panther_dir>"
 [ -d "$1" ] || die "no such directory: $1"
 [ -x "$venv/bin/pat" ] || die "$venv/bin/pat missing: run .ci/setup-validators"
-n_yml="$(find "$1" -name '*.yml' -o -name '*.yaml' | wc -l)"
+# (grep -L exits 1 when every file is listed, that is when there is no global helper)
+n_yml="$(find "$1" \( -name '*.yml' -o -name '*.yaml' \) -exec grep -L '^AnalysisType: global' {} + | wc -l || true)"
 [ "$n_yml" -gt 0 ] || die "no rule YAML files under $1"
 
 log="$(mktemp "${TMPDIR:-/tmp}/detc-pat.XXXXXX")"
