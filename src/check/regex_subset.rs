@@ -3,6 +3,8 @@
 //! groups `( )`, alternation and the greedy quantifiers `* + ? {m,n}`.
 
 use regex_syntax::ast::{self, Ast, ErrorKind};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// `Ok(())` if `pattern` lies in the portable subset, else why not and a hint.
 pub fn check(pattern: &str) -> Result<(), (String, &'static str)> {
@@ -48,6 +50,22 @@ const LUCENE_STATES: usize = 10_000;
 /// `.*( ).*` form Elastic runs (estimated from a DFA over bytes, which has
 /// at least as many states as Lucene's over code points for ASCII text).
 fn sizes(pattern: &str) -> Result<(), (String, &'static str)> {
+    // Building the automata is the slow part of checking a rule, and rules
+    // share their regexes: each pattern is measured once per process.
+    type Memo = HashMap<String, Result<(), (String, &'static str)>>;
+    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(known) = memo.lock().ok().and_then(|m| m.get(pattern).cloned()) {
+        return known;
+    }
+    let result = measure(pattern);
+    if let Ok(mut m) = memo.lock() {
+        m.insert(pattern.to_string(), result.clone());
+    }
+    result
+}
+
+fn measure(pattern: &str) -> Result<(), (String, &'static str)> {
     const HINT: &str = "simplify the pattern: fewer bounded repeats of classes, or split it into several conditions";
     regex::RegexBuilder::new(pattern)
         .case_insensitive(true)
