@@ -5,7 +5,9 @@
 //! source with two forms (AKS in resource-specific or in Azure diagnostics
 //! mode) gives one rule per form: deploy the one that matches the
 //! workspace's diagnostic settings (`<stem>__aksaudit.yaml` or
-//! `<stem>__azurediagnostics.yaml`).
+//! `<stem>__azurediagnostics.yaml`). GKE's `GCPAuditLogs` form derives the
+//! audit Event from the Cloud Audit LogEntry in the query (the data file's
+//! `extend`s), as detc's GKE normalisation does.
 //!
 //! Semantics, operator by operator (Kusto query language reference; the
 //! generated queries are checked by Kusto.Language, and their verdicts by
@@ -76,6 +78,10 @@ pub struct Form {
     /// A dynamic column holding the canonical event as it is.
     #[serde(default)]
     pub root: Option<String>,
+    /// The query builds that event with the empty string for what the
+    /// record lacks: a field is present only when it is not empty.
+    #[serde(default)]
+    pub empty_is_absent: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -324,7 +330,11 @@ impl Columns for Kql<'_> {
             ColumnType::Dynamic => Column {
                 raw: r.expr.clone(),
                 boolean: false,
-                exists: format!("isnotnull({})", r.expr),
+                exists: if self.form.empty_is_absent {
+                    format!("isnotempty(tostring({}))", r.expr)
+                } else {
+                    format!("isnotnull({})", r.expr)
+                },
                 text: format!("tostring({})", r.expr),
                 num_guard: Some(format!("isnotnull({number})")),
                 number: Ok(number),
