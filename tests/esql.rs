@@ -19,8 +19,8 @@ use std::process::Command;
 
 mod common;
 use common::{
-    compile, project_rules, referenced_fields, remove_path, run, upper, validator, venv_bin,
-    write_files,
+    compared_fields, compile, narrowed_verdict, project_rules, run, unnamed_narrowing, validator,
+    venv_bin, with_variants, write_files, Narrow,
 };
 
 fn render(rule: &Rule) -> Rendered {
@@ -89,11 +89,7 @@ fn cross_check(rule: &Rule, dir: &Path) -> (Vec<String>, usize) {
             .filter(|l| l.stem == det.stem && l.kind == LossKind::Unsupported)
             .filter_map(|l| l.construct.strip_prefix("platform ").map(str::to_string))
             .collect();
-        let mut fields = Vec::new();
-        referenced_fields(det, &det.condition, &mut fields);
-        for i in &det.indicators {
-            referenced_fields(det, &i.expr, &mut fields);
-        }
+        let fields = compared_fields(det);
         let mut events: Vec<(String, Json)> = Vec::new();
         for t in rule
             .tests
@@ -107,18 +103,12 @@ fn cross_check(rule: &Rule, dir: &Path) -> (Vec<String>, usize) {
                 let Some(event) = normalize(&t.platform, &record) else {
                     continue; // not an event of the source: no document in the data stream
                 };
-                let label = format!("{} record {n}", t.name);
-                for f in &fields {
-                    let mut e = event.clone();
-                    let segs: Vec<String> = f
-                        .keys()
-                        .map(|k| k.unwrap_or_default().to_string())
-                        .collect();
-                    remove_path(&mut e, &segs);
-                    events.push((format!("{label} without {}", f.dotted()), e));
-                }
-                events.push((format!("{label} upper-cased"), upper(&event)));
-                events.push((label, event));
+                with_variants(
+                    &fields,
+                    &format!("{} record {n}", t.name),
+                    event,
+                    &mut events,
+                );
             }
         }
         if events.is_empty() {
@@ -174,23 +164,16 @@ fn cross_check(rule: &Rule, dir: &Path) -> (Vec<String>, usize) {
                 let want = narrowed_verdict(&mut ev, det, e, indicator.as_deref(), NARROW);
                 // A test whose verdict the narrowing changes is named in the loss.
                 let full = v.matched && indicator.as_ref().is_none_or(|i| v.indicators.contains(i));
-                if full != want && rule.tests.iter().any(|t| &t.name == label) {
-                    let construct = match &indicator {
-                        None => "match (narrowed)".to_string(),
-                        Some(i) => format!("indicator {i} (narrowed)"),
-                    };
-                    let named = r.losses.iter().any(|l| {
-                        l.stem == det.stem
-                            && l.construct == construct
-                            && l.reason.contains(&format!("\"{label}\""))
-                    });
-                    if !named {
-                        problems.push(format!(
-                            "{}: {path}: `{label}` changes verdict under the narrowing, and the `{construct}` loss does not name it",
-                            rule.name
-                        ));
-                    }
-                }
+                problems.extend(unnamed_narrowing(
+                    rule,
+                    &r.losses,
+                    det,
+                    &path,
+                    label,
+                    indicator.as_deref(),
+                    full,
+                    want,
+                ));
                 compared += 1;
                 if want != g {
                     problems.push(format!(
@@ -404,39 +387,5 @@ fn arrays_and_any_depth_paths_are_unsupported_with_a_reason() {
     );
 }
 
-/// How a target narrows an expression (see `detc::backend::elastic::Narrowed`).
-type Narrow = fn(
-    &detc::ir::Detection,
-    &detc::ir::Expr,
-) -> Result<detc::backend::elastic::Narrowed, Vec<(String, String)>>;
-
 /// What this target narrows an expression to.
 const NARROW: Narrow = detc::backend::esql::narrowed;
-
-/// detc's verdict on what the query keeps: the narrowed match, and with an
-/// indicator the narrowed indicator too.
-fn narrowed_verdict(
-    ev: &mut Evaluator,
-    det: &detc::ir::Detection,
-    event: &Json,
-    indicator: Option<&str>,
-    narrow: Narrow,
-) -> bool {
-    let Ok(cond) = narrow(det, &det.condition) else {
-        return false;
-    };
-    if !ev.eval(det, &cond.expr, event) {
-        return false;
-    }
-    match indicator {
-        None => true,
-        Some(name) => {
-            let ind = det
-                .indicators
-                .iter()
-                .find(|i| i.name == name)
-                .expect("indicator");
-            narrow(det, &ind.expr).is_ok_and(|n| ev.eval(det, &n.expr, event))
-        }
-    }
-}

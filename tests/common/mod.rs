@@ -129,3 +129,93 @@ pub fn write_files(dir: &Path, files: &[Artifact]) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// The fields a detection compares, in its match and its indicators.
+pub fn compared_fields(det: &Detection) -> Vec<Field> {
+    let mut fields = Vec::new();
+    referenced_fields(det, &det.condition, &mut fields);
+    for i in &det.indicators {
+        referenced_fields(det, &i.expr, &mut fields);
+    }
+    fields
+}
+
+/// `event` under `label`, after one variant per compared field removed and
+/// one with every string upper-cased.
+pub fn with_variants(fields: &[Field], label: &str, event: Json, out: &mut Vec<(String, Json)>) {
+    for f in fields {
+        let mut e = event.clone();
+        let segs: Vec<String> = f
+            .keys()
+            .map(|k| k.unwrap_or_default().to_string())
+            .collect();
+        remove_path(&mut e, &segs);
+        out.push((format!("{label} without {}", f.dotted()), e));
+    }
+    out.push((format!("{label} upper-cased"), upper(&event)));
+    out.push((label.to_string(), event));
+}
+
+/// How an Elastic language narrows an expression (see
+/// `detc::backend::elastic::Narrowed`).
+pub type Narrow =
+    fn(&Detection, &Expr) -> Result<detc::backend::elastic::Narrowed, Vec<(String, String)>>;
+
+/// detc's verdict on what the query keeps: the narrowed match, and with an
+/// indicator the narrowed indicator too.
+pub fn narrowed_verdict(
+    ev: &mut detc::eval::Evaluator,
+    det: &Detection,
+    event: &Json,
+    indicator: Option<&str>,
+    narrow: Narrow,
+) -> bool {
+    let Ok(cond) = narrow(det, &det.condition) else {
+        return false;
+    };
+    if !ev.eval(det, &cond.expr, event) {
+        return false;
+    }
+    match indicator {
+        None => true,
+        Some(name) => {
+            let ind = det
+                .indicators
+                .iter()
+                .find(|i| i.name == name)
+                .expect("indicator");
+            narrow(det, &ind.expr).is_ok_and(|n| ev.eval(det, &n.expr, event))
+        }
+    }
+}
+
+/// A rule test whose verdict the narrowing changes (`full` before, `want`
+/// after) must be named in the narrowing's loss: the problem when it is not.
+#[allow(clippy::too_many_arguments)]
+pub fn unnamed_narrowing(
+    rule: &Rule,
+    losses: &[detc::backend::Loss],
+    det: &Detection,
+    path: &str,
+    label: &str,
+    indicator: Option<&str>,
+    full: bool,
+    want: bool,
+) -> Option<String> {
+    if full == want || !rule.tests.iter().any(|t| t.name == label) {
+        return None;
+    }
+    let construct = match indicator {
+        None => "match (narrowed)".to_string(),
+        Some(i) => format!("indicator {i} (narrowed)"),
+    };
+    let named = losses.iter().any(|l| {
+        l.stem == det.stem && l.construct == construct && l.reason.contains(&format!("\"{label}\""))
+    });
+    (!named).then(|| {
+        format!(
+            "{}: {path}: `{label}` changes verdict under the narrowing, and the `{construct}` loss does not name it",
+            rule.name
+        )
+    })
+}
