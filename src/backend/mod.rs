@@ -26,6 +26,7 @@ pub mod text;
 pub mod yaml;
 
 use crate::ir::Rule;
+pub use crate::sources::forms::Coverage;
 pub use crate::target::Target;
 use serde::Serialize;
 use std::fmt;
@@ -134,6 +135,10 @@ pub struct Artifact {
 pub struct Rendered {
     pub files: Vec<Artifact>,
     pub losses: Vec<Loss>,
+    /// Which file serves which platform of each detection, through which
+    /// integration (the coverage matrix). A platform of a detection with no
+    /// row here must have an `unsupported` loss naming it.
+    pub coverage: Vec<Coverage>,
 }
 
 /// A backend failure that is not a loss (a rule the target rejects outright,

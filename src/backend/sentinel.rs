@@ -37,6 +37,7 @@ use super::schedule::{self, Window};
 use super::table::{Cased, Column, Columns, Ops, Table};
 use super::{naming, text, Artifact, Backend, BackendError, Loss, Rendered, Target};
 use crate::ir::{Cmp, Detection, Expr, Field, Rule, Severity, Status, TemplatePart};
+use crate::sources::forms;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -50,23 +51,17 @@ pub struct Sentinel;
 
 // ------------------------------------------------------------------ tables
 
-/// One source's entry in `sentinel.yaml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceForms {
-    pub forms: Vec<Form>,
-    /// Platform -> why no Sentinel table serves it.
-    #[serde(default)]
-    pub lost: BTreeMap<String, String>,
-}
+/// One source's entry in `sentinel.yaml` (the shared model of
+/// [`crate::sources::forms`]).
+pub type SourceForms = forms::SourceForms<Spec>;
 
 /// Where one platform's records land and how the query reads them.
+pub type Form = forms::Form<Spec>;
+
+/// A Sentinel form's own facts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Form {
-    pub name: String,
-    pub platforms: Vec<String>,
-    pub label: String,
+pub struct Spec {
     /// The tabular expression that selects the rows.
     pub query: String,
     /// The time column.
@@ -114,10 +109,7 @@ pub enum ColumnType {
 /// Every source's Sentinel forms, keyed by detc source name.
 pub fn tables() -> &'static BTreeMap<String, SourceForms> {
     static TABLES: OnceLock<BTreeMap<String, SourceForms>> = OnceLock::new();
-    TABLES.get_or_init(|| {
-        serde_yaml::from_str(include_str!("../sources/sentinel.yaml"))
-            .expect("built-in Sentinel table data is valid YAML")
-    })
+    TABLES.get_or_init(|| forms::load("sentinel.yaml", include_str!("../sources/sentinel.yaml")))
 }
 
 // ------------------------------------------------------------------ KQL text
@@ -263,7 +255,7 @@ impl Kql<'_> {
             ));
         }
         let keys: Vec<&str> = field.keys().map(|k| k.unwrap_or_default()).collect();
-        if let Some(root) = &self.form.root {
+        if let Some(root) = &self.form.spec.root {
             return Ok(Read {
                 expr: property(root, &keys)?,
                 ty: ColumnType::Dynamic,
@@ -273,7 +265,7 @@ impl Kql<'_> {
         // The longest mapped prefix of the path.
         for n in (1..=keys.len()).rev() {
             let prefix = keys[..n].join(".");
-            let Some(def) = self.form.columns.get(&prefix) else {
+            let Some(def) = self.form.spec.columns.get(&prefix) else {
                 continue;
             };
             let col = kql_name(&def.column)?;
@@ -330,7 +322,7 @@ impl Columns for Kql<'_> {
             ColumnType::Dynamic => Column {
                 raw: r.expr.clone(),
                 boolean: false,
-                exists: if self.form.empty_is_absent {
+                exists: if self.form.spec.empty_is_absent {
                     format!("isnotempty(tostring({}))", r.expr)
                 } else {
                     format!("isnotnull({})", r.expr)
@@ -487,8 +479,8 @@ fn shape(kql: &Kql, det: &Detection, severity_rank: Option<&str>) -> Result<Shap
     }
     let mut head = vec!["Count = count()".to_string()];
     if o.time_range {
-        head.push(format!("FirstSeen = min({})", kql.form.time));
-        head.push(format!("LastSeen = max({})", kql.form.time));
+        head.push(format!("FirstSeen = min({})", kql.form.spec.time));
+        head.push(format!("LastSeen = max({})", kql.form.spec.time));
     }
     if let Some(rank) = severity_rank {
         head.push(format!("DetcSeverityRank = max({rank})"));
@@ -536,11 +528,11 @@ fn build_query(
     losses: &mut Vec<Loss>,
 ) -> Result<Query, Unprintable> {
     let stem = det.stem.as_str();
-    let mut lines = vec![kql.form.query.clone()];
+    let mut lines = vec![kql.form.spec.query.clone()];
     if window.to_secs > 0 {
         lines.push(format!(
             "| where {} <= ago({})",
-            kql.form.time,
+            kql.form.spec.time,
             schedule::span(window.to_secs)
         ));
     }
@@ -846,7 +838,7 @@ fn render_form(
         name,
         description: description(rule),
         severity: severity(rule.meta.severity),
-        connector: form.connector.clone(),
+        connector: form.spec.connector.clone(),
         frequency: duration(frequency),
         period: duration(period),
         tactics: threats,
@@ -859,6 +851,15 @@ fn render_form(
         version: format!("1.0.{}", rule.meta.version.saturating_sub(1)),
     };
     let base = format!("{stem}__{}", form.name);
+    for p in form.platforms.iter().filter(|p| det.platforms.contains(p)) {
+        out.coverage.push(forms::Coverage {
+            stem: stem.to_string(),
+            source: det.source.clone(),
+            platform: p.clone(),
+            via: form.label.clone(),
+            file: format!("{base}.yaml"),
+        });
+    }
     out.files.push(Artifact {
         path: format!("{base}.yaml"),
         contents: super::render_template(
@@ -883,7 +884,7 @@ fn render_form(
 impl Form {
     /// The form's tables, for rule names (`AKSAudit, AKSAuditAdmin`).
     fn name_short(&self) -> String {
-        self.connector.data_types.join(", ")
+        self.spec.connector.data_types.join(", ")
     }
 }
 
@@ -1051,20 +1052,6 @@ mod tests {
 
     #[test]
     fn every_form_loads() {
-        for (source, forms) in tables() {
-            let cat = crate::sources::catalog(source).expect("a known source");
-            for f in &forms.forms {
-                for p in &f.platforms {
-                    assert!(cat.platforms.contains(p), "{source}: {p}");
-                }
-            }
-            for p in &cat.platforms {
-                assert!(
-                    forms.forms.iter().any(|f| f.platforms.contains(p))
-                        || forms.lost.contains_key(p),
-                    "{source}: platform {p} has neither a form nor a reason"
-                );
-            }
-        }
+        assert_eq!(forms::check("sentinel", tables()), Vec::<String>::new());
     }
 }

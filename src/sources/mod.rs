@@ -1,6 +1,7 @@
 //! The source catalog (canonical fields and types of each log source, kept
 //! as data in `*.yaml` beside this file) and platform normalisation.
 
+pub mod forms;
 pub mod normalize;
 
 use crate::ir::{Field, Seg};
