@@ -25,6 +25,9 @@ pub struct Options {
     pub lossy: bool,
     /// Every loss, even a format without a place for a setting, is an error.
     pub strict: bool,
+    /// Leave out the Splunk data sources and stories splunk/security_content
+    /// already defines (for output merged into that repository).
+    pub splunk_security_content: bool,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
             targets: Target::ALL.to_vec(),
             lossy: false,
             strict: false,
+            splunk_security_content: false,
         }
     }
 }
@@ -288,7 +292,11 @@ fn build_streaming(
             rows.push(outcome);
         }
         match crate::backend::backend(*target).shared(rules) {
-            Ok(files) => {
+            Ok(mut files) => {
+                if *target == Target::Splunk && opts.splunk_security_content {
+                    let theirs = crate::backend::splunk::security_content_files();
+                    files.retain(|f| !theirs.contains(&f.path));
+                }
                 for Artifact { path, contents } in files {
                     let path = format!("{}/{path}", target.name());
                     add(&mut b, path.clone());

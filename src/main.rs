@@ -79,6 +79,10 @@ enum Command {
         /// The version lock [default: detc.lock]; its versions go into the generated files
         #[arg(long, default_value = detc::workflow::lock::DEFAULT_PATH)]
         lock: PathBuf,
+        /// Leave out the Splunk data sources and stories that splunk/security_content already
+        /// defines, for output merged into that repository
+        #[arg(long)]
+        splunk_security_content: bool,
     },
     /// Bump the version of every rule and target whose generated output changed, and rewrite the lock
     #[command(after_help = EXIT_CODES)]
@@ -259,6 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             check,
             changed,
             lock,
+            splunk_security_content,
         } => {
             let loads = load_selected(&paths, changed.as_deref())?;
             let locked = detc::workflow::lock::Lock::read(&lock).map_err(anyhow::Error::msg)?;
@@ -269,6 +274,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     target,
                     lossy,
                     strict,
+                    splunk_security_content,
                     changed.is_none(),
                     &lock,
                     locked.as_ref(),
@@ -293,6 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 targets,
                 lossy,
                 strict,
+                splunk_security_content,
             };
             let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
             let b = build::build_to_dir(
@@ -450,6 +457,7 @@ fn build_check(
     target: Vec<Target>,
     lossy: bool,
     strict: bool,
+    splunk_security_content: bool,
     whole: bool,
     lock_path: &std::path::Path,
     locked: Option<&detc::workflow::lock::Lock>,
@@ -472,6 +480,7 @@ fn build_check(
         targets: targets.clone(),
         lossy,
         strict,
+        splunk_security_content,
     };
     let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
     let b = build::build_with(&rules, &opts, |r, t| {

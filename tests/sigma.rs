@@ -115,8 +115,7 @@ fn build_writes_one_document_per_detection() {
     let refs: Vec<&Rule> = rules.iter().collect();
     let opts = detc::build::Options {
         targets: vec![Target::Sigma],
-        lossy: false,
-        strict: false,
+        ..Default::default()
     };
     let b = detc::build::build(&refs, &opts);
     assert!(b.errors.is_empty(), "{:?}", b.errors);

@@ -26,9 +26,11 @@ use super::{render_template, Artifact, Backend, BackendError, Loss, Rendered, Ta
 use crate::ir::{
     Cmp, Detection, Expr, Field, Glob, GlobTok, Op, Rule, Severity, Status, TemplatePart, Value,
 };
-use crate::sources::{self, Catalog, FieldType};
+use crate::sources::{self, forms, Catalog, FieldType};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 pub const TEMPLATES: &[(&str, &str)] = &[
     (
@@ -40,6 +42,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/splunk/macro.yml.tera"),
     ),
     (
+        "splunk/data_source.yml",
+        include_str!("../../templates/splunk/data_source.yml.tera"),
+    ),
+    (
+        "splunk/story.yml",
+        include_str!("../../templates/splunk/story.yml.tera"),
+    ),
+    (
         "splunk/query.spl",
         include_str!("../../templates/splunk/query.spl.tera"),
     ),
@@ -48,65 +58,99 @@ pub const TEMPLATES: &[(&str, &str)] = &[
 /// contentctl's limit on a detection name.
 pub const MAX_NAME: usize = 67;
 
-/// What Splunk needs to know about a log source.
-pub struct Profile {
-    pub source: &'static str,
-    /// Appended to the title for a rule's second and later detections.
-    pub label: &'static str,
-    pub macro_name: &'static str,
-    pub macro_definition: &'static str,
-    pub macro_description: &'static str,
-    /// A contentctl data source name (ESCU's, shipped with the validator).
-    pub data_source: &'static str,
-    pub story: &'static str,
-    pub asset_type: &'static str,
-    pub security_domain: &'static str,
-    pub how_to_implement: &'static str,
+/// A Splunk form's own facts (`src/sources/splunk.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Appended to the title to name this form's detection (` - AKS`),
+    /// except for the first form of a rule's first detection.
+    pub title: String,
+    #[serde(rename = "macro")]
+    pub source_macro: MacroDef,
+    /// Base-search terms after the macro that pick the source's records.
+    #[serde(default)]
+    pub select: Option<String>,
+    /// Search-time commands that make the canonical fields; the rule's
+    /// terms then follow in `| search`.
+    #[serde(default)]
+    pub decode: Vec<String>,
+    /// Canonical Splunk field name (a prefix at a dot) -> the stored one.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// contentctl data source names (`splunk_content.yaml`).
+    pub data_sources: Vec<String>,
+    pub story: String,
+    pub asset_type: String,
+    pub security_domain: String,
+    pub how_to_implement: String,
 }
 
-pub const PROFILES: &[Profile] = &[
-    Profile {
-        source: "kubernetes.audit",
-        label: "Kubernetes Audit",
-        macro_name: "kube_audit",
-        macro_definition: "source=\"kubernetes\"",
-        macro_description: "Customer specific source definition for Kubernetes API server audit events \
-            (audit.k8s.io/v1 Event JSON, e.g. source=\"kubernetes\" sourcetype=_json, or EKS control-plane \
-            audit logs collected from CloudWatch). Replace with the index and sourcetype your audit logs use. \
-            The detections read the Event fields as indexed: AKS diagnostic records (the Event JSON-encoded \
-            in properties.log) and GKE Cloud Audit Logs (protoPayload) must be normalised to the Event at ingest.",
-        data_source: "Kubernetes Audit",
-        story: "Kubernetes Security",
-        asset_type: "Kubernetes",
-        security_domain: "network",
-        how_to_implement: "Enable Kubernetes API server audit logging (EKS: control-plane audit logs) and index the \
-            audit.k8s.io/v1 Event JSON in Splunk, for example with the Splunk OpenTelemetry Collector for \
-            Kubernetes (source=\"kubernetes\", sourcetype _json) or the Splunk Add-on for AWS (CloudWatch Logs). \
-            Point the `kube_audit` macro at that data. The search reads the Event fields as indexed, so AKS \
-            (properties.log) and GKE (protoPayload) records must be normalised to the Event at ingest.",
-    },
-    Profile {
-        source: "azure.activity",
-        label: "Azure Activity",
-        macro_name: "azure_monitor_activity",
-        macro_definition: "sourcetype=\"azure:monitor:activity\"",
-        macro_description: "Customer specific source definition for Azure Monitor activity-log records in the \
-            diagnostic-settings export shape (top-level operationName, resultType, callerIpAddress, resourceId), \
-            as the Splunk Add-on for Microsoft Cloud Services indexes them from Event Hub with sourcetype \
-            azure:monitor:activity. Replace with the index and sourcetype your activity logs use.",
-        data_source: "Azure Monitor Activity",
-        story: "Kubernetes Security",
-        asset_type: "Azure Tenant",
-        security_domain: "audit",
-        how_to_implement: "Export the Azure activity log through diagnostic settings to an Event Hub and ingest it \
-            with the Splunk Add-on for Microsoft Cloud Services (sourcetype azure:monitor:activity, one record per \
-            event with top-level operationName, resultType, callerIpAddress and resourceId). Point the \
-            `azure_monitor_activity` macro at that data.",
-    },
-];
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MacroDef {
+    pub name: String,
+    pub definition: String,
+    pub description: String,
+}
 
-pub fn profile(source: &str) -> Option<&'static Profile> {
-    PROFILES.iter().find(|p| p.source == source)
+pub type Form = forms::Form<Spec>;
+
+/// Every source's Splunk forms.
+pub fn tables() -> &'static forms::TargetForms<Spec> {
+    static T: OnceLock<forms::TargetForms<Spec>> = OnceLock::new();
+    T.get_or_init(|| forms::load("splunk.yaml", include_str!("../sources/splunk.yaml")))
+}
+
+/// The data sources and stories the forms reference (`splunk_content.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Content {
+    pub data_sources: Vec<DataSource>,
+    pub stories: Vec<Story>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    pub name: String,
+    pub id: String,
+    /// splunk/security_content defines it under the same name.
+    #[serde(default)]
+    pub security_content: bool,
+    pub description: String,
+    pub source: String,
+    pub sourcetype: String,
+    #[serde(default)]
+    pub ta: Option<Ta>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ta {
+    pub name: String,
+    pub url: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Story {
+    pub name: String,
+    pub id: String,
+    #[serde(default)]
+    pub security_content: bool,
+    pub description: String,
+    pub narrative: String,
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+pub fn content() -> &'static Content {
+    static C: OnceLock<Content> = OnceLock::new();
+    C.get_or_init(|| {
+        serde_yaml::from_str(include_str!("../sources/splunk_content.yaml"))
+            .expect("built-in src/sources/splunk_content.yaml is valid")
+    })
 }
 
 pub struct Splunk;
@@ -119,35 +163,111 @@ impl Backend for Splunk {
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
         let mut out = Rendered::default();
         for (index, det) in rule.detections.iter().enumerate() {
-            render_detection(rule, index, det, &mut out)?;
+            let stem = det.stem.as_str();
+            let Some(sf) = tables().get(&det.source) else {
+                return Err(BackendError(format!(
+                    "{stem}: the splunk backend has no forms for source `{}` (src/sources/splunk.yaml)",
+                    det.source
+                )));
+            };
+            let mut common = Vec::new();
+            for (p, why) in sf.unserved(&det.platforms, "Splunk") {
+                common.push(Loss::unsupported(stem, format!("platform {p}"), why));
+            }
+            for (nth, form) in sf.serving(&det.platforms).enumerate() {
+                render_detection(rule, index, det, form, nth, &common, &mut out)?;
+            }
+            out.losses.extend(common);
         }
+        // The forms of one detection share most losses: report each once.
+        let mut seen = Vec::new();
+        out.losses.retain(|l| {
+            let new = !seen.contains(l);
+            if new {
+                seen.push(l.clone());
+            }
+            new
+        });
         Ok(out)
     }
 
-    /// One macro file per source the rules use.
+    /// The source macros, data sources and stories the rules' detections
+    /// use, once each: with them `dist/splunk` is a complete contentctl
+    /// content tree.
     fn shared(&self, rules: &[&Rule]) -> Result<Vec<Artifact>, BackendError> {
-        let mut by_name = BTreeMap::new();
+        let mut macros = BTreeMap::new();
+        let mut data_sources = BTreeMap::new();
+        let mut stories = BTreeMap::new();
         for det in rules.iter().flat_map(|r| &r.detections) {
-            if let Some(p) = profile(&det.source) {
-                by_name.insert(p.macro_name, p);
+            let Some(sf) = tables().get(&det.source) else {
+                continue;
+            };
+            for form in sf.serving(&det.platforms) {
+                let m = &form.spec.source_macro;
+                macros.insert(m.name.as_str(), m);
+                for d in &form.spec.data_sources {
+                    data_sources.insert(d.as_str(), ());
+                }
+                stories.insert(form.spec.story.as_str(), ());
             }
         }
-        by_name
-            .values()
-            .map(|p| {
-                let ctx = tera::Context::from_serialize(json!({
-                    "rule": null,
-                    "name": p.macro_name,
-                    "definition": p.macro_definition,
-                    "description": p.macro_description,
-                }))?;
-                Ok(Artifact {
-                    path: format!("macros/{}.yml", p.macro_name),
-                    contents: render_template("splunk/macro.yml", &ctx)?,
-                })
-            })
-            .collect()
+        let mut files = Vec::new();
+        for m in macros.values() {
+            let ctx = tera::Context::from_serialize(json!({
+                "rule": null,
+                "name": m.name,
+                "definition": m.definition,
+                "description": m.description,
+            }))?;
+            files.push(Artifact {
+                path: format!("macros/{}.yml", m.name),
+                contents: render_template("splunk/macro.yml", &ctx)?,
+            });
+        }
+        let c = content();
+        for name in data_sources.keys() {
+            let d = c
+                .data_sources
+                .iter()
+                .find(|d| d.name == *name)
+                .ok_or_else(|| BackendError(format!("data source `{name}` is not in src/sources/splunk_content.yaml")))?;
+            let ctx = tera::Context::from_serialize(json!({ "d": d }))?;
+            files.push(Artifact {
+                path: format!("data_sources/{}.yml", name_stem(&d.name)),
+                contents: render_template("splunk/data_source.yml", &ctx)?,
+            });
+        }
+        for name in stories.keys() {
+            let st = c
+                .stories
+                .iter()
+                .find(|st| st.name == *name)
+                .ok_or_else(|| BackendError(format!("story `{name}` is not in src/sources/splunk_content.yaml")))?;
+            let ctx = tera::Context::from_serialize(json!({ "s": st }))?;
+            files.push(Artifact {
+                path: format!("stories/{}.yml", name_stem(&st.name)),
+                contents: render_template("splunk/story.yml", &ctx)?,
+            });
+        }
+        Ok(files)
     }
+}
+
+/// The shared files (relative to `dist/splunk/`) that splunk/security_content
+/// already defines: `detc build --splunk-security-content` leaves them out.
+pub fn security_content_files() -> Vec<String> {
+    let c = content();
+    c.data_sources
+        .iter()
+        .filter(|d| d.security_content)
+        .map(|d| format!("data_sources/{}.yml", name_stem(&d.name)))
+        .chain(
+            c.stories
+                .iter()
+                .filter(|s| s.security_content)
+                .map(|s| format!("stories/{}.yml", name_stem(&s.name))),
+        )
+        .collect()
 }
 
 /// contentctl's file stem for a content name: lower case, ` - . /` to `_`.
@@ -165,22 +285,27 @@ fn render_detection(
     rule: &Rule,
     index: usize,
     det: &Detection,
+    form: &Form,
+    nth: usize,
+    common: &[Loss],
     out: &mut Rendered,
 ) -> Result<(), BackendError> {
     let stem = det.stem.as_str();
-    let prof = profile(&det.source).ok_or_else(|| {
-        BackendError(format!(
-            "{stem}: the splunk backend has no source macro for `{}`",
-            det.source
-        ))
-    })?;
+    let spec = &form.spec;
     let cat = sources::catalog(&det.source)
         .ok_or_else(|| BackendError(format!("{stem}: unknown source `{}`", det.source)))?;
 
-    let name = if index == 0 {
+    // The first form of the first detection carries the rule's title (and
+    // id); every other one names its form.
+    let name = if index == 0 && nth == 0 {
         rule.meta.title.clone()
     } else {
-        format!("{} - {}", rule.meta.title, prof.label)
+        format!("{} - {}", rule.meta.title, spec.title)
+    };
+    let spl_stem = if nth == 0 {
+        stem.to_string()
+    } else {
+        format!("{stem}__{}", form.name)
     };
     if name.chars().count() > MAX_NAME {
         return Err(BackendError(format!(
@@ -201,8 +326,12 @@ fn render_detection(
     }
     let filter = format!("{file_stem}_filter");
 
-    let mut losses = Vec::new();
-    let q = build_query(det, prof, cat, &filter, &mut losses)?;
+    let mut losses = common.to_vec();
+    let fields = Fields {
+        cat,
+        rename: &spec.rename,
+    };
+    let q = build_query(det, spec, &fields, &filter, &mut losses)?;
     let alert = alert_settings(rule, det, &q, &mut losses);
     metadata_losses(rule, det, &mut losses);
 
@@ -270,14 +399,14 @@ fn render_detection(
             !parent_of_listed
         })
         .collect();
-    let id = if index == 0 {
+    let id = if index == 0 && nth == 0 {
         meta.id.clone()
     } else {
-        derived_uuid(&meta.id, stem)
+        derived_uuid(&meta.id, &spl_stem)
     };
     let how_to_implement = format!(
         "{} Edit the `{filter}` macro to filter out false positives.",
-        prof.how_to_implement
+        spec.how_to_implement
     );
 
     let notes: Vec<String> = losses.iter().map(|l| note_text(l, "")).collect();
@@ -292,7 +421,7 @@ fn render_detection(
         "author": meta.author,
         "status": status,
         "description": description,
-        "data_source": prof.data_source,
+        "data_sources": spec.data_sources,
         "search": q.stages.join(" | "),
         "how_to_implement": how_to_implement,
         "known_false_positives": known_false_positives,
@@ -300,12 +429,21 @@ fn render_detection(
         "schedule": alert.schedule,
         "notable": alert.notable,
         "rba": alert.rba,
-        "story": prof.story,
-        "asset_type": prof.asset_type,
+        "story": spec.story,
+        "asset_type": spec.asset_type,
         "techniques": techniques,
-        "security_domain": prof.security_domain,
+        "security_domain": spec.security_domain,
         "throttling": alert.throttling,
     }))?;
+    for p in form.platforms.iter().filter(|p| det.platforms.contains(p)) {
+        out.coverage.push(forms::Coverage {
+            stem: stem.to_string(),
+            source: det.source.clone(),
+            platform: p.clone(),
+            via: form.label.clone(),
+            file: format!("detections/{file_stem}.yml"),
+        });
+    }
     out.files.push(Artifact {
         path: format!("detections/{file_stem}.yml"),
         contents: render_template("splunk/detection.yml", &ctx)?,
@@ -328,7 +466,7 @@ fn render_detection(
         "query": q.stages.join("\n| "),
     }))?;
     out.files.push(Artifact {
-        path: format!("{stem}.spl"),
+        path: format!("{spl_stem}.spl"),
         contents: render_template("splunk/query.spl", &ctx)?,
     });
     out.losses.extend(losses);
@@ -393,6 +531,33 @@ pub fn spl_field_name(cat: &Catalog, field: &Field) -> Result<String, String> {
         }
     }
     Ok(name)
+}
+
+/// How a form's search names canonical fields: the catalog's Splunk name,
+/// then the form's `rename` (a prefix at a dot).
+pub struct Fields<'a> {
+    pub cat: &'a Catalog,
+    pub rename: &'a BTreeMap<String, String>,
+}
+
+impl Fields<'_> {
+    pub fn name(&self, field: &Field) -> Result<String, String> {
+        Ok(self.stored(&spl_field_name(self.cat, field)?))
+    }
+
+    /// The stored name of a canonical Splunk name (the longest renamed prefix wins).
+    pub fn stored(&self, canonical: &str) -> String {
+        self.rename
+            .iter()
+            .filter(|(from, _)| {
+                canonical.strip_prefix(from.as_str()).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('.')
+                })
+            })
+            .max_by_key(|(from, _)| from.len())
+            .map(|(from, to)| format!("{to}{}", &canonical[from.len()..]))
+            .unwrap_or_else(|| canonical.to_string())
+    }
 }
 
 /// Characters a field name may hold bare in a search, `stats`, `by` or `rename`.
@@ -462,7 +627,7 @@ fn exists_check(c: &Cmp) -> Result<(), String> {
 /// The search command: `f="v"`, wildcards, `IN`, `NOT`, upper-case operators,
 /// every nested group in parentheses (it evaluates OR before AND).
 pub struct SearchTerms<'a> {
-    pub cat: &'a Catalog,
+    pub fields: &'a Fields<'a>,
 }
 
 /// A literal value for a search term: `*` is always a wildcard (a backslash
@@ -620,7 +785,7 @@ macro_rules! spl_boolean_tokens {
 impl Dialect for SearchTerms<'_> {
     spl_boolean_tokens!();
     fn cmp(&self, c: &Cmp) -> Result<String, String> {
-        let name = spl_field_name(self.cat, &c.field)?;
+        let name = self.fields.name(&c.field)?;
         let f = search_field(&name)?;
         if c.op == Op::Exists {
             exists_check(c)?;
@@ -656,7 +821,7 @@ impl Dialect for SearchTerms<'_> {
 /// comparison is total (true or false, never null), so `NOT` keeps events
 /// without the field, as the language's `not` does.
 pub struct WhereExpr<'a> {
-    pub cat: &'a Catalog,
+    pub fields: &'a Fields<'a>,
 }
 
 /// Literal text inside a PCRE: letters, digits and a few safe characters as
@@ -804,7 +969,7 @@ impl WhereExpr<'_> {
 impl Dialect for WhereExpr<'_> {
     spl_boolean_tokens!();
     fn cmp(&self, c: &Cmp) -> Result<String, String> {
-        let name = spl_field_name(self.cat, &c.field)?;
+        let name = self.fields.name(&c.field)?;
         let r = where_field(&name)?;
         if c.op == Op::Exists {
             exists_check(c)?;
@@ -897,8 +1062,8 @@ fn referenced_names(det: &Detection) -> Vec<String> {
 
 pub fn build_query(
     det: &Detection,
-    prof: &Profile,
-    cat: &Catalog,
+    spec: &Spec,
+    fields: &Fields,
     filter: &str,
     losses: &mut Vec<Loss>,
 ) -> Result<Query, BackendError> {
@@ -906,8 +1071,8 @@ pub fn build_query(
     let mut parts = Vec::new();
     conjuncts(det, &det.condition, &mut parts);
     let (mut terms, mut wheres) = (Vec::new(), Vec::new());
-    let search = SearchTerms { cat };
-    let post = WhereExpr { cat };
+    let search = SearchTerms { fields };
+    let post = WhereExpr { fields };
     for part in &parts {
         let wrap = |s: String| {
             if is_or(det, part) {
@@ -940,12 +1105,25 @@ pub fn build_query(
             "{stem}: no part of the match condition can be written in Splunk, so the search would match every event of the source"
         )));
     }
-    let mut first = format!("`{}`", prof.macro_name);
-    if !terms.is_empty() {
+    let mut first = format!("`{}`", spec.source_macro.name);
+    if let Some(select) = &spec.select {
         first.push(' ');
-        first.push_str(&terms.join(" "));
+        first.push_str(select);
     }
     let mut stages = vec![first];
+    // Without a decoding step the terms filter in the base search; after
+    // one, they filter the decoded events.
+    if !terms.is_empty() {
+        if spec.decode.is_empty() {
+            stages[0].push(' ');
+            stages[0].push_str(&terms.join(" "));
+        } else {
+            stages.extend(spec.decode.iter().cloned());
+            stages.push(format!("search {}", terms.join(" ")));
+        }
+    } else {
+        stages.extend(spec.decode.iter().cloned());
+    }
     if !wheres.is_empty() {
         stages.push(format!("where {}", wheres.join(" AND ")));
     }
@@ -965,11 +1143,17 @@ pub fn build_query(
     // produce (`sourceIPs{}` referred to as `sourceIPs`).
     let own_column =
         |f: &Field, renames: &mut Vec<(usize, String)>| -> Result<(String, String), String> {
-            let name = spl_field_name(cat, f)?;
+            let canonical = spl_field_name(fields.cat, f)?;
+            let name = fields.stored(&canonical);
             let quoted = search_field(&name)?;
             let wanted = out.output_name(f);
             let explicit = out.rename.iter().position(|(g, _)| g == f);
-            if explicit.is_some() || (wanted != name && referenced.contains(&wanted)) {
+            // A field the form reads under another name keeps its canonical
+            // column, so every form's results have the same columns.
+            if explicit.is_some()
+                || name != canonical
+                || (wanted != name && referenced.contains(&wanted))
+            {
                 let to = search_field(&wanted)?;
                 // Explicit renames keep the rule's order, automatic ones follow.
                 renames.push((explicit.unwrap_or(usize::MAX), format!("{quoted} as {to}")));
@@ -1007,7 +1191,8 @@ pub fn build_query(
         }
         let values =
             |f: &Field, as_name: String, stats: &mut String, columns: &mut Vec<(Field, String)>| {
-                spl_field_name(cat, f)
+                fields
+                    .name(f)
                     .and_then(|n| Ok((search_field(&n)?, search_field(&as_name)?)))
                     .map(|(n, a)| {
                         stats.push_str(&format!(" values({n}) as {a}"));
@@ -1284,19 +1469,6 @@ fn metadata_losses(rule: &Rule, det: &Detection, losses: &mut Vec<Loss>) {
             stem,
             format!("tags {}", meta.tags.join(", ")),
             "contentctl tags are a fixed schema with no free tags",
-        ));
-    }
-    let covered: Vec<&str> = det
-        .platforms
-        .iter()
-        .map(String::as_str)
-        .filter(|p| matches!(*p, "aks" | "gke"))
-        .collect();
-    if !covered.is_empty() {
-        losses.push(Loss::not_applicable(
-            stem,
-            format!("platforms {}", covered.join(", ")),
-            "the search reads the audit Event as indexed; AKS (properties.log) and GKE (protoPayload) records must be normalised at ingest (see how_to_implement)",
         ));
     }
 }

@@ -4,9 +4,12 @@
 # usage: tests/validators/contentctl.sh <dist_splunk_dir>
 #   <dir>/detections/*.yml  contentctl detection YAML
 #   <dir>/macros/*.yml      macros the searches use (filter macros optional)
+#   <dir>/data_sources/*.yml, <dir>/stories/*.yml  the data sources and stories
+#                           the detections reference
 #
 # Builds a throwaway contentctl app (init --bare, app label "DETC"), adds the
-# stories and data sources shipped in tests/validators/contentctl/, runs
+# content tree's own stories and data sources (nothing else: a tree that
+# references content it does not carry fails, as it would for a user), runs
 # `contentctl validate` and `contentctl build`, then checks that every
 # detection's stanza in the built savedsearches.conf carries the expected
 # cron_schedule / dispatch.earliest_time / dispatch.latest_time.
@@ -23,7 +26,11 @@ src="$(cd "$1" 2>/dev/null && pwd)" || die "no such directory: $1"
 shopt -s nullglob
 dets=("$src"/detections/*.yml)
 macros=("$src"/macros/*.yml)
+sources=("$src"/data_sources/*.yml)
+stories=("$src"/stories/*.yml)
 [ ${#dets[@]} -gt 0 ] || die "no detections/*.yml in $src"
+[ ${#sources[@]} -gt 0 ] || die "no data_sources/*.yml in $src"
+[ ${#stories[@]} -gt 0 ] || die "no stories/*.yml in $src"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/detc-contentctl.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -42,8 +49,8 @@ run init.log init --bare || die "contentctl init --bare failed"
 # Stanza names are "<app label> - <name> - Rule" and may be at most 81
 # characters, so a 4-character label allows the full 67-character name.
 sed -i 's/^  label: .*/  label: DETC/' contentctl.yml
-cp "$here"/contentctl/stories/*.yml stories/
-cp "$here"/contentctl/data_sources/*.yml data_sources/
+cp "${stories[@]}" stories/
+cp "${sources[@]}" data_sources/
 cp "${dets[@]}" detections/cloud/
 [ ${#macros[@]} -eq 0 ] || cp "${macros[@]}" macros/
 
