@@ -49,6 +49,20 @@ pub struct Outcome {
     pub target: Target,
     /// The files written (relative to `dist/<target>/`) and the losses, or the error.
     pub result: Result<(Vec<String>, Vec<Kept>), BackendError>,
+    /// Which file serves which platform of each detection (empty on error).
+    pub coverage: Vec<Covered>,
+}
+
+/// A coverage row as the build keeps it: the integration label is shared
+/// by every rule served through it.
+#[derive(Debug, Clone)]
+pub struct Covered {
+    pub stem: String,
+    pub source: String,
+    pub platform: String,
+    pub via: Arc<str>,
+    /// Relative to `dist/<target>/`.
+    pub file: String,
 }
 
 /// A loss as the build keeps it for the report: the detection's output stem
@@ -81,6 +95,19 @@ impl Kept {
 
 /// The notes seen so far, each once.
 type Notes = Mutex<HashSet<Arc<Note>>>;
+
+/// The integration labels seen so far, each once.
+type Vias = Mutex<HashSet<Arc<str>>>;
+
+fn intern(vias: &Vias, s: &str) -> Arc<str> {
+    let mut set = vias.lock().expect("no panic while holding the lock");
+    if let Some(v) = set.get(s) {
+        return v.clone();
+    }
+    let v: Arc<str> = Arc::from(s);
+    set.insert(v.clone());
+    v
+}
 
 fn keep(notes: &Notes, loss: Loss) -> Kept {
     let note = Note {
@@ -118,6 +145,33 @@ pub struct Build {
     pub errors: Vec<String>,
     /// Losses per target, for the command's summary line.
     pub losses: BTreeMap<Target, usize>,
+    /// Per platform and target: how many detections a file serves there,
+    /// and how many lose the platform, for the summary line.
+    pub platforms: BTreeMap<String, BTreeMap<Target, (usize, usize)>>,
+}
+
+impl Build {
+    /// `aks 6/6 targets, eks 5/6 (lost: sentinel), ...`: per platform, the
+    /// targets that serve it in every detection, and those that lose it.
+    pub fn coverage_summary(&self, targets: &[Target]) -> String {
+        self.platforms
+            .iter()
+            .map(|(p, per)| {
+                let lost: Vec<&str> = targets
+                    .iter()
+                    .filter(|t| per.get(t).is_none_or(|&(_, l)| l > 0))
+                    .map(|t| t.name())
+                    .collect();
+                let served = targets.len() - lost.len();
+                if lost.is_empty() {
+                    format!("{p} {served}/{}", targets.len())
+                } else {
+                    format!("{p} {served}/{} (lost: {})", targets.len(), lost.join(", "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 pub fn build(rules: &[&Rule], opts: &Options) -> Build {
@@ -188,6 +242,7 @@ fn build_rule(
     version: &(dyn Fn(&Rule, Target) -> u32 + Sync),
     sink: &Sink,
     notes: &Notes,
+    vias: &Vias,
 ) -> std::io::Result<RuleResult> {
     // A rule whose own tests fail is not built for any target.
     let test_errors = crate::eval::run_tests(rule)
@@ -210,8 +265,20 @@ fn build_rule(
             versioned.meta.version = v;
             render(&versioned, target)
         };
+        let mut coverage = Vec::new();
         let result = match rendered {
             Ok(r) => {
+                coverage = r
+                    .coverage
+                    .into_iter()
+                    .map(|c| Covered {
+                        via: intern(vias, &c.via),
+                        stem: c.stem,
+                        source: c.source,
+                        platform: c.platform,
+                        file: c.file,
+                    })
+                    .collect();
                 let mut paths = Vec::with_capacity(r.files.len());
                 for f in r.files {
                     sink(&format!("{}/{}", target.name(), f.path), f.contents)?;
@@ -228,6 +295,7 @@ fn build_rule(
             rule: rule.name.clone(),
             target,
             result,
+            coverage,
         });
     }
     Ok(RuleResult {
@@ -243,9 +311,10 @@ fn build_streaming(
     sink: &Sink,
 ) -> std::io::Result<Build> {
     let notes = Notes::default();
+    let vias = Vias::default();
     let results: Vec<RuleResult> = rules
         .par_iter()
-        .map(|rule| build_rule(rule, opts, &version, sink, &notes))
+        .map(|rule| build_rule(rule, opts, &version, sink, &notes, &vias))
         .collect::<std::io::Result<_>>()?;
     let mut b = Build::default();
     for r in &results {
@@ -263,6 +332,24 @@ fn build_streaming(
     for target in &opts.targets {
         for (rule, outcomes) in rules.iter().zip(results.iter_mut()) {
             let outcome = outcomes.next().expect("one outcome per target");
+            for c in &outcome.coverage {
+                b.platforms
+                    .entry(c.platform.clone())
+                    .or_default()
+                    .entry(*target)
+                    .or_default()
+                    .0 += 1;
+            }
+            if let Ok((_, losses)) = &outcome.result {
+                for p in losses.iter().filter_map(|k| lost_platform(&k.note)) {
+                    b.platforms
+                        .entry(p.to_string())
+                        .or_default()
+                        .entry(*target)
+                        .or_default()
+                        .1 += 1;
+                }
+            }
             match &outcome.result {
                 Ok((paths, losses)) => {
                     *b.losses.entry(*target).or_default() += losses.len();
@@ -361,6 +448,142 @@ fn distinct_notes(rows: &[Outcome]) -> Vec<(NoteKey<'_>, Vec<&str>)> {
     notes
 }
 
+/// The platform an `unsupported` loss says a target cannot serve.
+fn lost_platform(note: &Note) -> Option<&str> {
+    (note.kind == LossKind::Unsupported)
+        .then(|| note.construct.strip_prefix("platform "))
+        .flatten()
+}
+
+/// Detections listed one by one in the report's coverage matrix; a larger
+/// build lists the integrations only (REPORT.json has every row).
+const MATRIX_DETECTIONS: usize = 50;
+
+/// The report's coverage section: per target, source and platform the
+/// integration that serves it (or why none does), then the matrix of
+/// detection x platform x target naming each file.
+fn coverage(rows: &[Outcome], opts: &Options) -> String {
+    let mut s = String::from(
+        "\n## Coverage\n\nWhich integration serves each platform in each target, and which generated file reads it. \
+         A platform a target cannot serve through its standard integration is an `unsupported` loss (**lost**).\n\n\
+         | target | source | platform | integration | detections |\n|---|---|---|---|---|\n",
+    );
+    // stem -> source, from any target's rows.
+    let mut source_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for r in rows {
+        for c in &r.coverage {
+            source_of.insert(&c.stem, &c.source);
+        }
+    }
+    // (target, source, platform, via or lost reason) -> detections.
+    let mut legend: Vec<((Target, &str, &str, String), usize)> = Vec::new();
+    fn bump<'a>(
+        legend: &mut Vec<((Target, &'a str, &'a str, String), usize)>,
+        key: (Target, &'a str, &'a str, String),
+    ) {
+        match legend.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => legend.push((key, 1)),
+        }
+    }
+    // (rule, stem, platform) in first-seen order, then target -> cell.
+    let mut matrix: Matrix = Vec::new();
+    type Matrix<'a> = Vec<((&'a str, &'a str, &'a str), BTreeMap<Target, String>)>;
+    fn cell_of<'a>(
+        matrix: &mut Matrix<'a>,
+        key: (&'a str, &'a str, &'a str),
+        t: Target,
+        text: String,
+    ) {
+        let i = match matrix.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                matrix.push((key, BTreeMap::new()));
+                matrix.len() - 1
+            }
+        };
+        let cells = &mut matrix[i].1;
+        match cells.get_mut(&t) {
+            Some(c) => {
+                c.push_str("<br>");
+                c.push_str(&text);
+            }
+            None => {
+                cells.insert(t, text);
+            }
+        }
+    }
+    for r in rows {
+        for c in &r.coverage {
+            bump(
+                &mut legend,
+                (r.target, &c.source, &c.platform, c.via.to_string()),
+            );
+            cell_of(
+                &mut matrix,
+                (&r.rule, &c.stem, &c.platform),
+                r.target,
+                format!("`{}`", c.file),
+            );
+        }
+        if let Ok((_, losses)) = &r.result {
+            for k in losses {
+                if let Some(p) = lost_platform(&k.note) {
+                    let src = source_of.get(k.stem.as_str()).copied().unwrap_or("-");
+                    bump(
+                        &mut legend,
+                        (r.target, src, p, format!("**lost**: {}", k.note.reason)),
+                    );
+                    cell_of(
+                        &mut matrix,
+                        (&r.rule, &k.stem, p),
+                        r.target,
+                        "**lost**".into(),
+                    );
+                }
+            }
+        }
+    }
+    legend.sort_by(|a, b| {
+        let ord = |t: Target| opts.targets.iter().position(|x| *x == t);
+        (ord(a.0 .0), a.0 .1, a.0 .2).cmp(&(ord(b.0 .0), b.0 .1, b.0 .2))
+    });
+    for ((t, src, p, via), n) in &legend {
+        let _ = writeln!(s, "| {t} | {src} | {p} | {} | {n} |", cell(via));
+    }
+    let stems: HashSet<&str> = matrix.iter().map(|((_, stem, _), _)| *stem).collect();
+    if stems.len() > MATRIX_DETECTIONS {
+        let _ = writeln!(
+            s,
+            "\n{} detections: the matrix of files per detection is in REPORT.json (`coverage`).",
+            stems.len()
+        );
+        return s;
+    }
+    let _ = write!(
+        s,
+        "\n| rule | detection | platform | {} |\n|---|---|---|{}\n",
+        opts.targets
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(opts.targets.len())
+    );
+    for ((rule, stem, p), cells) in &matrix {
+        let _ = writeln!(
+            s,
+            "| {rule} | {stem} | {p} | {} |",
+            opts.targets
+                .iter()
+                .map(|t| cells.get(t).map_or("-".to_string(), |c| cell(c)))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    s
+}
+
 /// `dist/REPORT.md`: a summary per target, a table per target (one row per
 /// rule), then each distinct note once with the rules it applies to, then
 /// the failures.
@@ -419,6 +642,7 @@ pub fn report(rows: &[Outcome], opts: &Options) -> String {
             );
         }
     }
+    s.push_str(&coverage(rows, opts));
     s.push_str("\n## Notes\n\nEach distinct note once per target, with the rules it applies to.\n");
     if notes.is_empty() {
         s.push_str("\nNone: every construct was rendered exactly.\n");
@@ -493,8 +717,19 @@ struct JsonResult<'a> {
     files: &'a [String],
     /// The detection (output stem) and the index of its note in `notes`.
     losses: Vec<JsonLoss<'a>>,
+    /// Which file serves which platform of each detection, through which integration.
+    coverage: Vec<JsonCoverage<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonCoverage<'a> {
+    stem: &'a str,
+    source: &'a str,
+    platform: &'a str,
+    via: &'a str,
+    file: &'a str,
 }
 
 #[derive(Serialize)]
@@ -538,6 +773,17 @@ pub fn report_json(rows: &[Outcome], opts: &Options) -> String {
                 status: status(r),
                 files,
                 losses,
+                coverage: r
+                    .coverage
+                    .iter()
+                    .map(|c| JsonCoverage {
+                        stem: &c.stem,
+                        source: &c.source,
+                        platform: &c.platform,
+                        via: &c.via,
+                        file: &c.file,
+                    })
+                    .collect(),
                 error,
             }
         })

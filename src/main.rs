@@ -334,6 +334,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if notes.is_empty() { "none".to_string() } else { notes.join(", ") },
                 out.display()
             );
+            if !b.platforms.is_empty() {
+                println!(
+                    "platforms served (targets that serve the platform in every detection): {}",
+                    b.coverage_summary(&opts.targets)
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Fields { source } => {

@@ -230,7 +230,11 @@ impl Backend for Splunk {
                 .data_sources
                 .iter()
                 .find(|d| d.name == *name)
-                .ok_or_else(|| BackendError(format!("data source `{name}` is not in src/sources/splunk_content.yaml")))?;
+                .ok_or_else(|| {
+                    BackendError(format!(
+                        "data source `{name}` is not in src/sources/splunk_content.yaml"
+                    ))
+                })?;
             let ctx = tera::Context::from_serialize(json!({ "d": d }))?;
             files.push(Artifact {
                 path: format!("data_sources/{}.yml", name_stem(&d.name)),
@@ -242,7 +246,11 @@ impl Backend for Splunk {
                 .stories
                 .iter()
                 .find(|st| st.name == *name)
-                .ok_or_else(|| BackendError(format!("story `{name}` is not in src/sources/splunk_content.yaml")))?;
+                .ok_or_else(|| {
+                    BackendError(format!(
+                        "story `{name}` is not in src/sources/splunk_content.yaml"
+                    ))
+                })?;
             let ctx = tera::Context::from_serialize(json!({ "s": st }))?;
             files.push(Artifact {
                 path: format!("stories/{}.yml", name_stem(&st.name)),
@@ -550,9 +558,9 @@ impl Fields<'_> {
         self.rename
             .iter()
             .filter(|(from, _)| {
-                canonical.strip_prefix(from.as_str()).is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with('.')
-                })
+                canonical
+                    .strip_prefix(from.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
             })
             .max_by_key(|(from, _)| from.len())
             .map(|(from, to)| format!("{to}{}", &canonical[from.len()..]))
