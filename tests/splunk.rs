@@ -872,13 +872,24 @@ fn second_source_gets_its_own_name_id_macro_and_notes() {
         .into_iter()
         .map(|y| serde_yaml::from_str(y).unwrap())
         .collect();
-    assert_eq!(docs.len(), 2);
-    assert_eq!(docs[0]["name"].as_str(), Some(flagship.meta.title.as_str()));
+    // One detection per integration: kube_audit (raw, EKS), AKS, GKE, and
+    // the Azure activity log's Event Hub and REST shapes.
+    let names: Vec<&str> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let t = &flagship.meta.title;
     assert_eq!(
-        docs[1]["name"].as_str().unwrap(),
-        format!("{} - Azure Activity", flagship.meta.title)
+        names,
+        [
+            t.to_string(),
+            format!("{t} - AKS"),
+            format!("{t} - GKE"),
+            format!("{t} - Azure Activity"),
+            format!("{t} - Azure Audit"),
+        ]
     );
-    assert_ne!(docs[0]["id"], docs[1]["id"]);
+    let ids: std::collections::BTreeSet<&str> =
+        docs.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), docs.len(), "ids are distinct");
+    let docs: Vec<serde_yaml::Value> = [0, 3].iter().map(|&i| docs[i].clone()).collect();
     assert!(docs[1]["search"]
         .as_str()
         .unwrap()
@@ -913,9 +924,22 @@ fn second_source_gets_its_own_name_id_macro_and_notes() {
     let names: Vec<&str> = shared.iter().map(|a| a.path.as_str()).collect();
     assert_eq!(
         names,
-        ["macros/azure_monitor_activity.yml", "macros/kube_audit.yml"]
+        [
+            "macros/azure_audit.yml",
+            "macros/azure_monitor_activity.yml",
+            "macros/google_gcp_pubsub_message.yml",
+            "macros/kube_audit.yml",
+            "macros/kubernetes_azure.yml",
+            "data_sources/amazon_eks_kubernetes_audit.yml",
+            "data_sources/azure_aks_kubernetes_audit.yml",
+            "data_sources/azure_audit.yml",
+            "data_sources/azure_monitor_activity.yml",
+            "data_sources/gke_kubernetes_audit.yml",
+            "data_sources/kubernetes_audit.yml",
+            "stories/kubernetes_security.yml",
+        ]
     );
-    for a in &shared {
+    for a in shared.iter().filter(|a| a.path.starts_with("macros/")) {
         let m: serde_yaml::Value = serde_yaml::from_str(&a.contents).unwrap();
         assert!(!m["definition"].as_str().unwrap().is_empty());
     }
@@ -948,4 +972,301 @@ fn techniques_listed_with_their_sub_techniques_keep_the_sub_technique() {
         .iter()
         .any(|l| l.construct == "ATT&CK technique T1053"));
     assert!(r.losses.iter().any(|l| l.construct.contains("TA0002")));
+}
+
+// ------------------------------------------------------------ platform forms
+
+fn stored(name: &str) -> serde_json::Value {
+    let path = root().join("tests/fixtures/stored/splunk").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn stored_files(prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root().join("tests/fixtures/stored/splunk"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn flagship() -> Rule {
+    project_rules()
+        .into_iter()
+        .find(|r| r.name == "k8s_cronjob_job_write")
+        .expect("the flagship rule")
+}
+
+/// The query of a `.spl` file, its note comments left out (stages on
+/// their own lines, each after `| `).
+fn search_in(r: &Rendered, spl: &str) -> String {
+    let f = r
+        .files
+        .iter()
+        .find(|f| f.path == spl)
+        .unwrap_or_else(|| panic!("no {spl}"));
+    f.contents
+        .lines()
+        .filter(|l| !l.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The rule's terms: the base search after the macro (no decode step) or
+/// the `search` stage after one.
+fn terms_of(search: &str) -> String {
+    let stages: Vec<&str> = search.split("\n| ").collect();
+    match stages.iter().find(|s| s.starts_with("search ")) {
+        Some(s) => s["search ".len()..].trim_end().to_string(),
+        None => {
+            let first = stages[0];
+            first[first.find("` ").expect("macro then terms") + 2..]
+                .trim_end()
+                .to_string()
+        }
+    }
+}
+
+/// A double-quoted SPL string's contents.
+fn spl_unquote(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n @ ('"' | '\\')) => out.push(n),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// The GKE form decodes the Pub/Sub message at search time: its `rex`
+/// patterns and its status table, taken from the generated search itself,
+/// give every GKE test event the same verb, objectRef and status as detc's
+/// normalisation, and its body is the raw form's body.
+#[test]
+fn gke_pubsub_form_derives_the_event_as_detc_normalises_it() {
+    let r = render(&flagship());
+    let raw = search_in(&r, "k8s_cronjob_job_write.spl");
+    let gke = search_in(&r, "k8s_cronjob_job_write__gke.spl");
+    assert!(
+        gke.starts_with("`google_gcp_pubsub_message` data.protoPayload.serviceName=\"k8s.io\"\n"),
+        "{gke}"
+    );
+    assert_eq!(
+        terms_of(&gke),
+        terms_of(&raw),
+        "the GKE body is the raw body"
+    );
+    let rex = regex::Regex::new(r#"^rex field=(\S+) "((?:[^"\\]|\\.)*)"$"#).unwrap();
+    let mut patterns = Vec::new();
+    for stage in gke.split("\n| ") {
+        if let Some(c) = rex.captures(stage) {
+            let pattern = regex::Regex::new(&spl_unquote(&c[2])).expect("rex pattern compiles");
+            patterns.push((c[1].to_string(), pattern));
+        }
+    }
+    assert_eq!(patterns.len(), 3, "{gke}");
+    let eval = gke
+        .split("\n| ")
+        .find(|s| s.contains("'responseStatus.code'=case("))
+        .expect("the status eval");
+    let table = &eval
+        [eval.find("'responseStatus.code'=case(").unwrap() + "'responseStatus.code'=case(".len()..];
+    let table = &table[..table.rfind(')').unwrap()];
+    let parts: Vec<&str> = table.split(", ").collect();
+    let http = |code: Option<i64>| -> i64 {
+        for pair in parts.chunks(2) {
+            let holds = pair[0].split(" OR ").any(|c| match c {
+                "true()" => true,
+                "isnull(detc_code)" => code.is_none(),
+                c => c
+                    .strip_prefix("detc_code=")
+                    .map(|n| code == Some(n.parse().unwrap()))
+                    .expect("a known condition"),
+            });
+            if holds {
+                return pair[1].parse().unwrap();
+            }
+        }
+        panic!("no case holds for {code:?}")
+    };
+    for code in 0..=20 {
+        assert_eq!(
+            http(Some(code)),
+            detc::sources::normalize::grpc_to_http(code),
+            "gRPC {code}"
+        );
+    }
+    assert_eq!(http(None), 200);
+
+    let files = stored_files("pubsub_");
+    assert!(files.len() >= 8, "{files:?}");
+    for name in files {
+        let msg = stored(&name);
+        let entry = &msg["data"];
+        let ev = detc::sources::normalize::normalize("gke", entry).expect("a k8s.io LogEntry");
+        let mut got: std::collections::BTreeMap<String, String> = Default::default();
+        for (field, re) in &patterns {
+            let text = json_path(&msg, field)
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
+            if let Some(c) = re.captures(text) {
+                for n in re.capture_names().flatten() {
+                    if let Some(m) = c.name(n) {
+                        got.insert(n.to_string(), m.as_str().to_string());
+                    }
+                }
+            }
+        }
+        let g = |k: &str| got.get(k).cloned();
+        let group = g("detc_group").filter(|g| !g.is_empty() && g != "core");
+        let derived = [
+            ("verb", g("detc_verb")),
+            ("objectRef.apiGroup", group.clone()),
+            (
+                "objectRef.apiVersion",
+                g("detc_version").map(|v| match &group {
+                    Some(gr) => format!("{gr}/{v}"),
+                    None => v,
+                }),
+            ),
+            ("objectRef.resource", g("detc_resource")),
+            ("objectRef.subresource", g("detc_sub2").or(g("detc_sub"))),
+            ("objectRef.namespace", g("detc_ns")),
+            ("objectRef.name", g("detc_name")),
+        ];
+        for (field, value) in derived {
+            let want = json_path(&ev, field)
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            assert_eq!(value, want, "{name}: {field}");
+        }
+        let code = json_path(entry, "protoPayload.status.code").and_then(|v| v.as_i64());
+        assert_eq!(
+            Some(http(code)),
+            json_path(&ev, "responseStatus.code").and_then(|v| v.as_i64()),
+            "{name}: status"
+        );
+    }
+}
+
+/// The AKS form decodes `properties.log` with spath and then runs the raw
+/// form's body; the project's AKS events are storage-blob records of the
+/// categories the form selects.
+#[test]
+fn aks_storage_blob_form_decodes_properties_log_then_runs_the_same_body() {
+    let r = render(&flagship());
+    let raw = search_in(&r, "k8s_cronjob_job_write.spl");
+    let aks = search_in(&r, "k8s_cronjob_job_write__aks.spl");
+    assert!(
+        aks.starts_with("`kubernetes_azure` category IN (\"kube-audit\", \"kube-audit-admin\")\n| spath input=properties.log\n| search "),
+        "{aks}"
+    );
+    assert_eq!(terms_of(&aks), terms_of(&raw));
+    let mut seen = 0;
+    for e in std::fs::read_dir(root().join("rules/events")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("aks_kube_audit") {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        for rec in detc::sources::normalize::records(v) {
+            let cat = rec["category"].as_str().unwrap_or("").to_ascii_lowercase();
+            assert!(cat == "kube-audit" || cat == "kube-audit-admin", "{name}");
+            assert!(
+                rec["properties"]["log"].is_string() || rec["properties"]["log"].is_object(),
+                "{name}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 0);
+}
+
+/// The Azure Audit (REST) form reads the fields the REST records hold: every
+/// field its search names is present in the stored records wherever the
+/// Event Hub record has the canonical field, with the same value.
+#[test]
+fn azure_audit_rest_form_reads_the_rest_fields() {
+    let r = render(&flagship());
+    let hub = search_in(&r, "k8s_cronjob_job_write_azure_activity.spl");
+    let rest = search_in(&r, "k8s_cronjob_job_write_azure_activity__azure_audit.spl");
+    assert!(rest.starts_with("`azure_audit` "), "{rest}");
+    let renames = [
+        ("operationName", "operationName.value"),
+        ("resultType", "status.value"),
+        ("callerIpAddress", "claims.ipaddr"),
+    ];
+    let mut expect = terms_of(&hub);
+    for (from, to) in renames {
+        expect = expect
+            .replace(&format!("{from}="), &format!("{to}="))
+            .replace(&format!("{from} IN"), &format!("{to} IN"));
+    }
+    assert_eq!(terms_of(&rest), expect);
+    let files = stored_files("rest_");
+    assert!(!files.is_empty());
+    for name in files {
+        let stored_rec = stored(&name);
+        let orig_path = root()
+            .join("rules/events")
+            .join(name.trim_start_matches("rest_"));
+        let orig: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(orig_path).unwrap()).unwrap();
+        for (from, to) in renames {
+            assert_eq!(
+                orig.get(from),
+                json_path(&stored_rec, to),
+                "{name}: {from} -> {to}"
+            );
+        }
+    }
+}
+
+/// `--splunk-security-content` leaves out what security_content defines.
+#[test]
+fn security_content_switch_leaves_out_their_data_sources_and_story() {
+    let theirs = detc::backend::splunk::security_content_files();
+    assert!(theirs.contains(&"data_sources/kubernetes_audit.yml".to_string()));
+    assert!(theirs.contains(&"stories/kubernetes_security.yml".to_string()));
+    let rules = project_rules();
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let all = Splunk.shared(&refs).unwrap();
+    for t in &theirs {
+        assert!(
+            all.iter().any(|f| &f.path == t),
+            "{t} is emitted by default"
+        );
+    }
+    let b = detc::build::build(
+        &refs,
+        &detc::build::Options {
+            targets: vec![Target::Splunk],
+            splunk_security_content: true,
+            ..Default::default()
+        },
+    );
+    for t in &theirs {
+        assert!(!b.files.contains_key(&format!("splunk/{t}")), "{t}");
+    }
+    assert!(b
+        .files
+        .contains_key("splunk/data_sources/gke_kubernetes_audit.yml"));
 }
