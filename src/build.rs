@@ -9,7 +9,7 @@
 //! Everything order-dependent (errors, the report, shared files) is assembled
 //! afterwards in rule order, so the output is byte-identical to a serial build.
 
-use crate::backend::{Artifact, BackendError, Loss, LossKind, Target};
+use crate::backend::{Artifact, BackendError, Loss, LossKind, Settings, Target};
 use crate::ir::Rule;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -25,6 +25,8 @@ pub struct Options {
     pub lossy: bool,
     /// Every loss, even a format without a place for a setting, is an error.
     pub strict: bool,
+    /// What some backends read (`--panther-log-type`).
+    pub settings: Settings,
 }
 
 impl Default for Options {
@@ -33,6 +35,7 @@ impl Default for Options {
             targets: Target::ALL.to_vec(),
             lossy: false,
             strict: false,
+            settings: Settings::default(),
         }
     }
 }
@@ -99,9 +102,18 @@ fn keep(notes: &Notes, loss: Loss) -> Kept {
     }
 }
 
-/// Render one rule for one target.
+/// Render one rule for one target, with the default settings.
 pub fn render(rule: &Rule, target: Target) -> Result<crate::backend::Rendered, BackendError> {
     crate::backend::backend(target).render(rule)
+}
+
+/// Render one rule for one target under build settings.
+pub fn render_with(
+    rule: &Rule,
+    target: Target,
+    settings: &Settings,
+) -> Result<crate::backend::Rendered, BackendError> {
+    crate::backend::backend(target).render_with(rule, settings)
 }
 
 /// The build: files relative to the output directory (empty when they were
@@ -200,11 +212,11 @@ fn build_rule(
     for &target in &opts.targets {
         let v = version(rule, target);
         let rendered = if v == rule.meta.version {
-            render(rule, target)
+            render_with(rule, target, &opts.settings)
         } else {
             let mut versioned = rule.clone();
             versioned.meta.version = v;
-            render(&versioned, target)
+            render_with(&versioned, target, &opts.settings)
         };
         let result = match rendered {
             Ok(r) => {

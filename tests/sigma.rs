@@ -117,6 +117,7 @@ fn build_writes_one_document_per_detection() {
         targets: vec![Target::Sigma],
         lossy: false,
         strict: false,
+        settings: Default::default(),
     };
     let b = detc::build::build(&refs, &opts);
     assert!(b.errors.is_empty(), "{:?}", b.errors);
