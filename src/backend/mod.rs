@@ -20,6 +20,7 @@ pub mod printer;
 pub mod schedule;
 pub mod sentinel;
 pub mod sigma;
+pub mod sigma_pipelines;
 pub mod splunk;
 pub mod table;
 pub mod text;
