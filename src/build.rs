@@ -9,7 +9,7 @@
 //! Everything order-dependent (errors, the report, shared files) is assembled
 //! afterwards in rule order, so the output is byte-identical to a serial build.
 
-use crate::backend::{Artifact, BackendError, Loss, LossKind, Target};
+use crate::backend::{Artifact, BackendError, Loss, LossKind, Settings, Target};
 use crate::ir::Rule;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -28,6 +28,8 @@ pub struct Options {
     /// Leave out the Splunk data sources and stories splunk/security_content
     /// already defines (for output merged into that repository).
     pub splunk_security_content: bool,
+    /// What some backends read (`--panther-log-type`).
+    pub settings: Settings,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             lossy: false,
             strict: false,
             splunk_security_content: false,
+            settings: Settings::default(),
         }
     }
 }
@@ -130,9 +133,18 @@ fn keep(notes: &Notes, loss: Loss) -> Kept {
     }
 }
 
-/// Render one rule for one target.
+/// Render one rule for one target, with the default settings.
 pub fn render(rule: &Rule, target: Target) -> Result<crate::backend::Rendered, BackendError> {
     crate::backend::backend(target).render(rule)
+}
+
+/// Render one rule for one target under build settings.
+pub fn render_with(
+    rule: &Rule,
+    target: Target,
+    settings: &Settings,
+) -> Result<crate::backend::Rendered, BackendError> {
+    crate::backend::backend(target).render_with(rule, settings)
 }
 
 /// The build: files relative to the output directory (empty when they were
@@ -259,11 +271,11 @@ fn build_rule(
     for &target in &opts.targets {
         let v = version(rule, target);
         let rendered = if v == rule.meta.version {
-            render(rule, target)
+            render_with(rule, target, &opts.settings)
         } else {
             let mut versioned = rule.clone();
             versioned.meta.version = v;
-            render(&versioned, target)
+            render_with(&versioned, target, &opts.settings)
         };
         let mut coverage = Vec::new();
         let result = match rendered {

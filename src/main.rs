@@ -21,6 +21,27 @@ struct Cli {
     command: Command,
 }
 
+/// Options that change what some backends render; `build`, `build --check`,
+/// `lock` and `diff` take the same ones, so they render the same files.
+#[derive(clap::Args, Debug, Default)]
+struct RenderArgs {
+    /// Panther: the log type PLATFORM's records are onboarded under, instead of the built-in one
+    /// (repeatable). For a self-managed cluster onboarded under a custom schema:
+    /// kubernetes=Custom.KubernetesAudit. Default: kubernetes and eks read Amazon.EKS.Audit, aks
+    /// Azure.MonitorActivity, gke GCP.AuditLog, azure Azure.MonitorActivity
+    #[arg(long = "panther-log-type", value_name = "PLATFORM=LOGTYPE")]
+    panther_log_type: Vec<String>,
+}
+
+impl RenderArgs {
+    fn settings(&self) -> Result<detc::backend::Settings> {
+        Ok(detc::backend::Settings {
+            panther: detc::backend::panther::Settings::parse(&self.panther_log_type)
+                .map_err(anyhow::Error::msg)?,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse and check rule files (directories are searched for *.rule, skipping `invalid/`)
@@ -83,6 +104,8 @@ enum Command {
         /// defines, for output merged into that repository
         #[arg(long)]
         splunk_security_content: bool,
+        #[command(flatten)]
+        render: RenderArgs,
     },
     /// Bump the version of every rule and target whose generated output changed, and rewrite the lock
     #[command(after_help = EXIT_CODES)]
@@ -91,6 +114,8 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, default_value = detc::workflow::lock::DEFAULT_PATH)]
         lock: PathBuf,
+        #[command(flatten)]
+        render: RenderArgs,
     },
     /// What changes between two rule trees or git revisions, per rule and target, with test verdicts
     #[command(after_help = EXIT_CODES)]
@@ -105,6 +130,8 @@ enum Command {
         /// `markdown` (for a pull-request comment) or `json`
         #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
         format: String,
+        #[command(flatten)]
+        render: RenderArgs,
     },
     /// Print rule files in the canonical layout (in place; --check only reports)
     #[command(after_help = EXIT_CODES)]
@@ -264,7 +291,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             changed,
             lock,
             splunk_security_content,
+            render,
         } => {
+            let settings = render.settings()?;
             let loads = load_selected(&paths, changed.as_deref())?;
             let locked = detc::workflow::lock::Lock::read(&lock).map_err(anyhow::Error::msg)?;
             if check {
@@ -278,6 +307,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     changed.is_none(),
                     &lock,
                     locked.as_ref(),
+                    settings,
                 );
             }
             let out = out.unwrap_or_else(|| PathBuf::from("dist"));
@@ -300,6 +330,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 lossy,
                 strict,
                 splunk_security_content,
+                settings,
             };
             let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
             let b = build::build_to_dir(
@@ -384,13 +415,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
-        Command::Lock { paths, lock } => lock_cmd(&paths, &lock),
+        Command::Lock {
+            paths,
+            lock,
+            render,
+        } => lock_cmd(&paths, &lock, &render.settings()?),
         Command::Diff {
             base,
             head,
             rules,
             format,
-        } => diff_cmd(&base, &head, &rules, &format),
+            render,
+        } => diff_cmd(&base, &head, &rules, &format, &render.settings()?),
         Command::Fmt { paths, check } => fmt_cmd(&paths, check),
         Command::New {
             name,
@@ -467,6 +503,7 @@ fn build_check(
     whole: bool,
     lock_path: &std::path::Path,
     locked: Option<&detc::workflow::lock::Lock>,
+    settings: detc::backend::Settings,
 ) -> Result<ExitCode> {
     print_failures(loads);
     if !loads.failures.is_empty() {
@@ -487,6 +524,7 @@ fn build_check(
         lossy,
         strict,
         splunk_security_content,
+        settings,
     };
     let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
     let b = build::build_with(&rules, &opts, |r, t| {
@@ -536,8 +574,14 @@ fn build_check(
     }
     match locked {
         Some(lock) => {
-            let found = detc::workflow::lock::verify(lock, &rules, &targets, whole && all_targets)
-                .map_err(anyhow::Error::msg)?;
+            let found = detc::workflow::lock::verify(
+                lock,
+                &rules,
+                &targets,
+                whole && all_targets,
+                &opts.settings,
+            )
+            .map_err(anyhow::Error::msg)?;
             for p in &found {
                 println!("lock: {p}");
             }
@@ -563,7 +607,11 @@ fn build_check(
 }
 
 /// `detc lock`: bump the version of changed outputs and rewrite the lock.
-fn lock_cmd(paths: &[PathBuf], lock_path: &std::path::Path) -> Result<ExitCode> {
+fn lock_cmd(
+    paths: &[PathBuf],
+    lock_path: &std::path::Path,
+    settings: &detc::backend::Settings,
+) -> Result<ExitCode> {
     use detc::workflow::lock::{relock, Lock};
     let loads = load_or_usage(paths)?;
     print_failures(&loads);
@@ -579,7 +627,8 @@ fn lock_cmd(paths: &[PathBuf], lock_path: &std::path::Path) -> Result<ExitCode> 
         .map_err(anyhow::Error::msg)?
         .unwrap_or_default();
     let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
-    let (new, changes) = relock(&old, &rules, &Target::ALL, true).map_err(anyhow::Error::msg)?;
+    let (new, changes) =
+        relock(&old, &rules, &Target::ALL, true, settings).map_err(anyhow::Error::msg)?;
     for c in &changes {
         println!("{c}");
     }
@@ -618,7 +667,13 @@ fn diff_side(
 }
 
 /// `detc diff BASE HEAD`.
-fn diff_cmd(base: &str, head: &str, rules: &[PathBuf], format: &str) -> Result<ExitCode> {
+fn diff_cmd(
+    base: &str,
+    head: &str,
+    rules: &[PathBuf],
+    format: &str,
+    settings: &detc::backend::Settings,
+) -> Result<ExitCode> {
     let mut sides = Vec::new();
     for spec in [base, head] {
         let (checkout, paths) = diff_side(spec, rules)?;
@@ -646,6 +701,7 @@ fn diff_cmd(base: &str, head: &str, rules: &[PathBuf], format: &str) -> Result<E
         &b.iter().collect::<Vec<_>>(),
         &h.iter().collect::<Vec<_>>(),
         &Target::ALL,
+        settings,
     );
     let mut out = std::io::stdout().lock();
     if format == "json" {

@@ -103,6 +103,144 @@ fn pat_passes_every_rule_under_rules() {
     run_validator(&dir);
 }
 
+/// `--panther-log-type kubernetes=Custom.K8sAudit`: the raw Kubernetes
+/// records are read under the custom log type (LogTypes, `_LOG_TYPES` as
+/// the plain event, the tests' p_log_type, the coverage rows), EKS keeps
+/// Amazon.EKS.Audit, and `pat test` passes every rule's tests under it.
+#[test]
+fn a_custom_log_type_serves_raw_kubernetes() {
+    let custom = "Custom.K8sAudit";
+    let settings = detc::backend::Settings {
+        panther: panther::Settings::parse(&[format!("kubernetes={custom}")]).unwrap(),
+    };
+    let rules = project_rules();
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let b = detc::build::build(
+        &refs,
+        &detc::build::Options {
+            targets: vec![Target::Panther],
+            settings: settings.clone(),
+            ..Default::default()
+        },
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let tmp = tempfile::tempdir().unwrap();
+    for (path, contents) in &b.files {
+        let p = tmp.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, contents).unwrap();
+    }
+    let mut raw_tests = 0;
+    for rule in &rules {
+        let r = detc::build::render_with(rule, Target::Panther, &settings).unwrap();
+        for det in &rule.detections {
+            let yml = &b.files[&format!("panther/rules/{}.yml", det.stem)];
+            let py = &b.files[&format!("panther/rules/{}.py", det.stem)];
+            let spec: serde_yaml::Value = serde_yaml::from_str(yml).unwrap();
+            let types: Vec<&str> = spec["LogTypes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect();
+            let rows: Vec<_> = r.coverage.iter().filter(|c| c.stem == det.stem).collect();
+            assert_eq!(rows.len(), det.platforms.len(), "{}: {rows:?}", det.stem);
+            let raw = det.platforms.iter().any(|p| p == "kubernetes");
+            assert_eq!(types.contains(&custom), raw, "{}: {types:?}", det.stem);
+            assert_eq!(
+                py.contains(&format!("\"{custom}\": \"event\"")),
+                raw,
+                "{}: _LOG_TYPES",
+                det.stem
+            );
+            // EKS keeps its managed log type.
+            let eks = det.platforms.iter().any(|p| p == "eks");
+            assert_eq!(types.contains(&"Amazon.EKS.Audit"), eks, "{types:?}");
+            if raw {
+                let row = rows.iter().find(|c| c.platform == "kubernetes").unwrap();
+                assert!(row.via.starts_with(custom), "{row:?}");
+                assert_eq!(row.file, format!("rules/{}.yml", det.stem));
+                assert!(yml.contains(&format!("read under the custom log type {custom}")));
+                assert!(!yml.contains("--panther-log-type kubernetes=Custom.<Name>"));
+            }
+            // Every test of the raw platform is a Log of the custom log type.
+            let logs = spec["Tests"].as_sequence().unwrap();
+            let custom_logs = logs
+                .iter()
+                .filter(|t| t["Log"]["p_log_type"].as_str() == Some(custom))
+                .count();
+            let want = rule
+                .tests
+                .iter()
+                .filter(|t| t.platform == "kubernetes" && det.platforms.contains(&t.platform))
+                .count();
+            assert_eq!(custom_logs, want, "{}", det.stem);
+            raw_tests += want;
+        }
+    }
+    assert!(raw_tests >= 10, "only {raw_tests} raw Kubernetes tests");
+    run_validator(&tmp.path().join("panther"));
+
+    // The default build documents its log type instead.
+    let flagship = rules
+        .iter()
+        .find(|r| r.name == "k8s_cronjob_job_write")
+        .unwrap();
+    let d = detc::build::render(flagship, Target::Panther).unwrap();
+    let yml = &d
+        .files
+        .iter()
+        .find(|f| f.path == "rules/k8s_cronjob_job_write.yml")
+        .unwrap()
+        .contents;
+    assert!(
+        yml.contains("--panther-log-type kubernetes=Custom.<Name>"),
+        "{yml}"
+    );
+    let want = [
+        ("kubernetes", "Amazon.EKS.Audit"),
+        ("eks", "Amazon.EKS.Audit"),
+        ("aks", "Azure.MonitorActivity"),
+        ("gke", "GCP.AuditLog"),
+        ("azure", "Azure.MonitorActivity"),
+    ];
+    assert_eq!(d.coverage.len(), want.len(), "{:?}", d.coverage);
+    for (c, (platform, log_type)) in d.coverage.iter().zip(want) {
+        assert_eq!(c.platform, platform);
+        assert!(c.via.starts_with(log_type), "{c:?}");
+    }
+}
+
+/// The command line refuses a malformed or built-in log type with a usage error.
+#[test]
+fn panther_log_type_option_is_checked() {
+    let out = tempfile::tempdir().unwrap();
+    for (arg, says) in [
+        (
+            "kubernetes=Custom.k8s",
+            "is not a Panther custom log type name",
+        ),
+        (
+            "kubernetes=Amazon.EKS.Audit",
+            "is not a Panther custom log type name",
+        ),
+        ("k8s=Custom.K8s", "unknown platform"),
+        ("kubernetes", "expected PLATFORM=LOGTYPE"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_detc"))
+            .current_dir(root())
+            .args(["build", "rules", "--target", "panther", "--out"])
+            .arg(out.path().join("dist"))
+            .args(["--panther-log-type", arg])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{arg}: {err}");
+        assert!(err.contains(says), "{arg}: {err}");
+    }
+    assert!(!out.path().join("dist").exists());
+}
+
 // ------------------------------------------------------------------ verdicts
 
 /// The Panther log type a test Log carries for a platform (as the backend writes it).

@@ -1608,3 +1608,418 @@ fn inexpressible_conditions_are_refused_precisely() {
     let err = sigma::detection_section(&rule.detections[0]).unwrap_err();
     assert!(err.reason.contains("array"), "{err:?}");
 }
+
+// ---------------------------------------------------------------------------
+// 6. The pySigma pipelines shipped in dist/sigma/pipelines/, with the real
+//    `sigma convert -p <file>`
+
+mod pipelines {
+    use super::*;
+    use common::{compared_fields, validator, with_variants};
+    use detc::backend::elastic::elastic_document;
+    use detc::backend::sigma_pipelines;
+    use detc::ir::{Cmp, Expr, Field, Op, Seg, Value};
+    use detc::sources::normalize::records_ref;
+    use std::path::Path;
+
+    /// The pipelines a build of the project's rules writes, in a temp dir;
+    /// also checks that the build writes exactly these under sigma/pipelines/.
+    fn shipped(dir: &Path) -> std::collections::BTreeMap<String, PathBuf> {
+        let rules = project_rules();
+        let refs: Vec<&Rule> = rules.iter().collect();
+        let b = detc::build::build(
+            &refs,
+            &detc::build::Options {
+                targets: vec![Target::Sigma],
+                ..Default::default()
+            },
+        );
+        assert!(b.errors.is_empty(), "{:?}", b.errors);
+        let mut out = std::collections::BTreeMap::new();
+        for (path, contents) in &b.files {
+            let Some(name) = path.strip_prefix("sigma/pipelines/") else {
+                continue;
+            };
+            let p = dir.join(name);
+            std::fs::write(&p, contents).unwrap();
+            out.insert(name.to_string(), p);
+        }
+        let all: Vec<String> = sigma_pipelines::all()
+            .into_iter()
+            .map(|a| a.path["pipelines/".len()..].to_string())
+            .collect();
+        assert_eq!(out.keys().cloned().collect::<Vec<_>>(), {
+            let mut a = all;
+            a.sort();
+            a
+        });
+        out
+    }
+
+    /// `sigma convert -t target` (with the pipeline file, or none) of one
+    /// rule file: the query.
+    fn convert(target: &str, pipeline: Option<&Path>, rule: &Path) -> String {
+        let mut cmd = Command::new(venv("sigma"));
+        cmd.args(["convert", "-t", target, "--fail-unsupported"]);
+        match pipeline {
+            Some(p) => cmd.arg("-p").arg(p),
+            None => cmd.arg("--without-pipeline"),
+        };
+        let out = cmd.arg(rule).output().expect("sigma runs");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && !text.is_empty(),
+            "sigma convert -t {target} -p {pipeline:?} {}:\n{text}\n{}",
+            rule.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    /// The flagship's Sigma document of `source`, written into `dir`.
+    fn flagship_doc(dir: &Path, source: &str) -> (Rule, usize, PathBuf) {
+        let rule = project_rules()
+            .into_iter()
+            .find(|r| r.name == "k8s_cronjob_job_write")
+            .expect("the flagship");
+        let i = rule
+            .detections
+            .iter()
+            .position(|d| d.source == source)
+            .expect("a detection of the source");
+        let stem = rule.detections[i].stem.clone();
+        let r = render(&rule);
+        let f = r
+            .files
+            .iter()
+            .find(|f| f.path == format!("{stem}.yml"))
+            .expect("the Sigma document");
+        let path = dir.join(&f.path);
+        std::fs::write(&path, &f.contents).unwrap();
+        (rule, i, path)
+    }
+
+    /// The comparisons of `e` that a `not` covers (lets resolved), except
+    /// `exists`: pySigma writes those as `?x == null`, which is never null.
+    fn negated(det: &Detection, e: &Expr, under: bool, out: &mut Vec<Cmp>) {
+        match e {
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| negated(det, x, under, out)),
+            Expr::Not(x) => negated(det, x, !under, out),
+            Expr::Ref(name) => {
+                let l = det.lets.iter().find(|l| &l.name == name).expect("let");
+                negated(det, &l.expr, under, out)
+            }
+            Expr::Cmp(c) if under && c.op != Op::Exists => out.push(c.clone()),
+            Expr::Cmp(_) => {}
+        }
+    }
+
+    fn keys(f: &Field) -> Option<Vec<String>> {
+        f.0.iter()
+            .map(|s| match s {
+                Seg::Key(k) => Some(k.clone()),
+                Seg::AnyDepth => None,
+            })
+            .collect()
+    }
+
+    /// `event` with each field that a `not` covers and the event lacks set
+    /// to a value none of the comparisons on it accepts (so detc's verdict
+    /// cannot change; the caller checks that it does not). On such an event
+    /// no comparison under a `not` is null in EQL, and EQL's three-valued
+    /// logic gives the two-valued verdict. `None` when nothing was missing.
+    fn completed(event: &Json, cmps: &[Cmp]) -> Option<Json> {
+        let mut e = event.clone();
+        let mut changed = false;
+        for c in cmps {
+            let Some(segs) = keys(&c.field) else { continue };
+            if !detc::eval::lookup(&e, &c.field).is_empty() {
+                continue;
+            }
+            let numeric = c.values.iter().any(|v| matches!(v, Value::Num(_)));
+            let value = match (numeric, c.op) {
+                (true, Op::Lt | Op::Le) => json!(1_000_000_000),
+                (true, _) => json!(-1),
+                (false, _) => json!("detc-absent"),
+            };
+            let mut at = &mut e;
+            for (i, k) in segs.iter().enumerate() {
+                let Json::Object(m) = at else { break };
+                if i + 1 == segs.len() {
+                    m.insert(k.clone(), value.clone());
+                    changed = true;
+                    break;
+                }
+                at = m.entry(k.clone()).or_insert_with(|| json!({}));
+            }
+        }
+        changed.then_some(e)
+    }
+
+    /// Run the pySigma query over the Elastic documents of `events` with
+    /// eql_eval.py; the verdicts.
+    fn eql_verdicts(
+        dir: &Path,
+        name: &str,
+        query: &str,
+        source: &str,
+        events: &[Json],
+    ) -> Vec<bool> {
+        let q = dir.join(format!("{name}.eql"));
+        std::fs::write(&q, query).unwrap();
+        let docs = dir.join(format!("{name}.ndjson"));
+        let ndjson: String = events
+            .iter()
+            .map(|e| {
+                elastic_document(source, e)
+                    .expect("a field table")
+                    .to_string()
+                    + "\n"
+            })
+            .collect();
+        std::fs::write(&docs, ndjson).unwrap();
+        let (ok, out) = run(Command::new(venv_bin("panther", "python"))
+            .arg(validator("eql_eval.py"))
+            .arg(&q)
+            .arg(&docs)
+            .current_dir(std::env::temp_dir()));
+        assert!(ok, "eql_eval.py failed:\n{out}\n{query}");
+        let got: Vec<bool> = out.lines().map(|l| l == "true").collect();
+        assert_eq!(got.len(), events.len(), "{out}");
+        got
+    }
+
+    /// The Elastic verdict check of one flagship detection through one
+    /// pipeline: the canonical events of its tests on `platforms` (with the
+    /// variants of tests/common: each compared field removed, upper-cased),
+    /// as the integration's documents.
+    ///
+    /// 1. On every event completed as in [`completed`], the pySigma EQL must
+    ///    give detc's verdict: this is exact, and fails on a wrong prefix,
+    ///    field name or dataset.
+    /// 2. On the events as they are, it must give detc's verdict except
+    ///    where a field under a `not` is missing. There pySigma's EQL (no
+    ///    null guard) may say "no match" where detc says "match", and only
+    ///    that; those tests are listed in the returned report.
+    fn elastic_check(source: &str, platforms: &[&str], pipeline: &str) -> (usize, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = shipped(dir.path());
+        let (rule, i, doc) = flagship_doc(dir.path(), source);
+        let det = &rule.detections[i];
+        let query = convert("eql", Some(&files[pipeline]), &doc);
+        let dataset = detc::backend::elastic::field_table(source)
+            .unwrap()
+            .dataset
+            .clone();
+        assert!(
+            query.contains(&format!("data_stream.dataset:\"{dataset}\"")),
+            "{query}"
+        );
+        let mut cmps = Vec::new();
+        negated(det, &det.condition, false, &mut cmps);
+        let mut events: Vec<(String, Json)> = Vec::new();
+        for t in rule.tests.iter().filter(|t| {
+            platforms.contains(&t.platform.as_str()) && det.platforms.contains(&t.platform)
+        }) {
+            for (n, rec) in records_ref(&t.event).iter().enumerate() {
+                let Some(e) = normalize(&t.platform, rec) else {
+                    continue;
+                };
+                with_variants(
+                    &compared_fields(det),
+                    &format!("{} #{n}", t.name),
+                    e,
+                    &mut events,
+                );
+            }
+        }
+        let mut ev = Evaluator::new();
+        let detc_verdict =
+            |ev: &mut Evaluator, e: &Json| ev.eval_detection(det, rule.meta.severity, e).matched;
+        let want: Vec<bool> = events
+            .iter()
+            .map(|(_, e)| detc_verdict(&mut ev, e))
+            .collect();
+        let full: Vec<Json> = events
+            .iter()
+            .map(|(_, e)| completed(e, &cmps).unwrap_or_else(|| e.clone()))
+            .collect();
+        for ((label, _), (f, w)) in events.iter().zip(full.iter().zip(&want)) {
+            assert_eq!(
+                detc_verdict(&mut ev, f),
+                *w,
+                "{label}: completing changed detc's verdict"
+            );
+        }
+        let got_full = eql_verdicts(dir.path(), "full", &query, source, &full);
+        let got = eql_verdicts(
+            dir.path(),
+            "asis",
+            &query,
+            source,
+            &events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        );
+        let mut problems = Vec::new();
+        let mut differ = Vec::new();
+        for (k, (label, e)) in events.iter().enumerate() {
+            if got_full[k] != want[k] {
+                problems.push(format!(
+                    "{label} (completed): detc {}, pySigma EQL {}",
+                    want[k], got_full[k]
+                ));
+            }
+            if got[k] != want[k] {
+                let null_guard = want[k] && !got[k] && completed(e, &cmps).is_some();
+                if null_guard {
+                    differ.push(label.clone());
+                } else {
+                    problems.push(format!("{label}: detc {}, pySigma EQL {}", want[k], got[k]));
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "{pipeline}: {}\n{query}",
+            problems.join("\n")
+        );
+        let matched = want.iter().filter(|w| **w).count();
+        assert!(
+            matched >= 3 && want.len() - matched >= 3,
+            "{pipeline}: too few cases ({matched} of {})",
+            want.len()
+        );
+        (events.len(), differ)
+    }
+
+    /// The tests (not their variants) among `labels`.
+    fn plain(labels: &[String]) -> Vec<&String> {
+        labels
+            .iter()
+            .filter(|l| !l.contains(" without ") && !l.ends_with(" upper-cased"))
+            .collect()
+    }
+
+    /// The flagship's kubernetes.audit document through
+    /// elastic-kubernetes-audit.yaml. Exact on the completed events. On the
+    /// events as they are, pySigma's unguarded `not` makes every matching
+    /// write without `objectRef.subresource` (every matching test on raw
+    /// Kubernetes, EKS and AKS but the one with a subresource) a "no match"
+    /// in eql_eval.py's Elasticsearch null semantics: those are printed, and
+    /// the test fails on any other disagreement.
+    #[test]
+    fn elastic_kubernetes_pipeline_gives_detc_verdicts() {
+        let (n, differ) = elastic_check(
+            "kubernetes.audit",
+            &["kubernetes", "eks", "aks"],
+            "elastic-kubernetes-audit.yaml",
+        );
+        assert!(n >= 100, "only {n} events");
+        let tests = plain(&differ);
+        eprintln!(
+            "pySigma EQL null-guard differences: {} of {n} events, tests:\n  {}",
+            differ.len(),
+            tests
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+
+    /// The flagship's azure.activity document through
+    /// elastic-azure-activity.yaml: its condition negates nothing, so the
+    /// comparison is exact on every event.
+    #[test]
+    fn elastic_azure_activity_pipeline_gives_detc_verdicts() {
+        let (n, differ) =
+            elastic_check("azure.activity", &["azure"], "elastic-azure-activity.yaml");
+        assert!(n >= 10, "only {n} events");
+        assert!(differ.is_empty(), "{differ:?}");
+    }
+
+    /// The Splunk pipelines wrap the query pySigma writes without them in
+    /// the platform's base search; a document of another logsource passes
+    /// unchanged. No SPL engine runs here: the structure is what is checked.
+    #[test]
+    fn splunk_pipelines_wrap_the_same_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = shipped(dir.path());
+        let (_, _, k8s) = flagship_doc(dir.path(), "kubernetes.audit");
+        let (_, _, azure) = flagship_doc(dir.path(), "azure.activity");
+        let plain_k8s = convert("splunk", None, &k8s);
+        let plain_azure = convert("splunk", None, &azure);
+        assert!(
+            plain_k8s.contains("objectRef.resource IN (\"cronjobs\", \"jobs\")"),
+            "{plain_k8s}"
+        );
+        let cases = [
+            (
+                "splunk-aks.yaml",
+                "sourcetype=\"mscs:storage:blob:json\" category IN (\"kube-audit\", \"kube-audit-admin\") | spath input=properties.log | search ",
+                true,
+            ),
+            (
+                "splunk-kubernetes-eks.yaml",
+                "(source=\"kubernetes\" OR sourcetype=\"aws:cloudwatchlogs:eks\") ",
+                true,
+            ),
+            ("splunk-azure-activity.yaml", "sourcetype=\"azure:monitor:activity\" ", false),
+        ];
+        for (file, prelude, k8s_pipeline) in cases {
+            let (doc, body, other, other_body) = if k8s_pipeline {
+                (&k8s, &plain_k8s, &azure, &plain_azure)
+            } else {
+                (&azure, &plain_azure, &k8s, &plain_k8s)
+            };
+            let wrapped = convert("splunk", Some(&files[file]), doc);
+            assert_eq!(wrapped, format!("{prelude}{body}"), "{file}");
+            assert_eq!(
+                &convert("splunk", Some(&files[file]), other),
+                other_body,
+                "{file}"
+            );
+        }
+        // The AKS prelude: one base search, then spath, then the body as a search.
+        let aks = convert("splunk", Some(&files["splunk-aks.yaml"]), &k8s);
+        let stages: Vec<&str> = aks.splitn(3, " | ").collect();
+        assert!(
+            stages[1] == "spath input=properties.log" && stages[2].starts_with("search objectRef."),
+            "{aks}"
+        );
+    }
+
+    /// Every shipped pipeline loads in pySigma and converts every rule's
+    /// documents for each backend it names.
+    #[test]
+    fn every_pipeline_converts_every_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = shipped(dir.path());
+        let docs = dir.path().join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        for rule in project_rules() {
+            for f in render(&rule).files {
+                std::fs::write(docs.join(&f.path), &f.contents).unwrap();
+            }
+        }
+        for (name, path) in &files {
+            let text = std::fs::read_to_string(path).unwrap();
+            let doc: Yaml = serde_yaml::from_str(&text).unwrap();
+            let backends = doc["allowed_backends"].as_sequence().unwrap();
+            assert!(text.contains(&format!("-p pipelines/{name}")), "{name}");
+            for b in backends {
+                let b = b.as_str().unwrap();
+                let out = Command::new(venv("sigma"))
+                    .args(["convert", "-t", b, "--fail-unsupported", "-p"])
+                    .arg(path)
+                    .arg(&docs)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success() && !out.stdout.is_empty(),
+                    "{name} -t {b}:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}

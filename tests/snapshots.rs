@@ -106,3 +106,15 @@ fn panther_runtime() {
     }
     settings.bind(|| insta::assert_snapshot!("panther_runtime", s));
 }
+
+#[test]
+fn sigma_pipelines() {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    let mut s = String::new();
+    for f in detc::backend::sigma_pipelines::all() {
+        let _ = write!(s, "### {}\n\n{}\n", f.path, f.contents);
+    }
+    settings.bind(|| insta::assert_snapshot!("sigma_pipelines", s));
+}

@@ -166,7 +166,7 @@ pub fn field_table(source: &str) -> Option<&'static SourceTable> {
 
 /// Values the ingest pipeline scales: (source, canonical path, factor).
 /// Azure `durationMs` is stored as `event.duration` in nanoseconds.
-const SCALES: &[(&str, &str, i64)] = &[("azure.activity", "durationMs", 1_000_000)];
+pub const SCALES: &[(&str, &str, i64)] = &[("azure.activity", "durationMs", 1_000_000)];
 
 /// Tags per source (Elastic's tag taxonomy).
 const SOURCE_TAGS: &[(&str, &[&str])] = &[

@@ -20,6 +20,7 @@ pub mod printer;
 pub mod schedule;
 pub mod sentinel;
 pub mod sigma;
+pub mod sigma_pipelines;
 pub mod splunk;
 pub mod table;
 pub mod text;
@@ -141,6 +142,13 @@ pub struct Rendered {
     pub coverage: Vec<Coverage>,
 }
 
+/// Build-wide settings some backends read (`detc build --panther-log-type`).
+/// The default is what every command renders without options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub panther: panther::Settings,
+}
+
 /// A backend failure that is not a loss (a rule the target rejects outright,
 /// such as a Splunk name over 67 characters).
 #[derive(Debug, Clone, PartialEq)]
@@ -178,6 +186,12 @@ pub trait Backend: Sync {
     /// Render one rule. Losses are returned, not judged: the build applies
     /// the loss policy. The files must carry a visible note for each loss.
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError>;
+
+    /// [`Backend::render`] under build settings; a backend that reads none
+    /// keeps this default.
+    fn render_with(&self, rule: &Rule, _settings: &Settings) -> Result<Rendered, BackendError> {
+        self.render(rule)
+    }
 
     /// Files shared by all rules (e.g. Splunk source macros), given every rule.
     fn shared(&self, _rules: &[&Rule]) -> Result<Vec<Artifact>, BackendError> {

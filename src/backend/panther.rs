@@ -19,12 +19,15 @@
 
 use super::printer::{self, Dialect};
 use super::text::{comment_text, python_str, yaml_str};
-use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
+use super::{Artifact, Backend, BackendError, Loss, Rendered, Settings as BuildSettings, Target};
 use crate::ir::{
     Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Status, TemplatePart, Value,
 };
+use crate::sources::forms::{self, Coverage};
+use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 pub const TEMPLATES: &[(&str, &str)] = &[
     (
@@ -109,12 +112,27 @@ impl Backend for Panther {
     }
 
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
+        self.render_with(rule, &BuildSettings::default())
+    }
+
+    fn render_with(&self, rule: &Rule, settings: &BuildSettings) -> Result<Rendered, BackendError> {
+        let settings = &settings.panther;
         let mut out = Rendered::default();
         for (index, det) in rule.detections.iter().enumerate() {
-            let mut losses = detection_losses(det);
-            let tests = tests_yaml(rule, det, &mut losses);
-            let py = python_file(rule, det, &losses)?;
-            let yml = yaml_file(rule, det, index, &losses, tests)?;
+            let types = resolve(det, settings)?;
+            let mut losses = detection_losses(det, &types);
+            let tests = tests_yaml(rule, det, &types, &mut losses);
+            let py = python_file(rule, det, &types, &losses)?;
+            let yml = yaml_file(rule, det, &types, index, &losses, tests)?;
+            for (p, lt) in &types {
+                out.coverage.push(Coverage {
+                    stem: det.stem.clone(),
+                    source: det.source.clone(),
+                    platform: p.clone(),
+                    via: lt.via.clone(),
+                    file: format!("rules/{}.yml", det.stem),
+                });
+            }
             out.files.push(Artifact {
                 path: format!("rules/{}.py", det.stem),
                 contents: py,
@@ -138,16 +156,220 @@ impl Backend for Panther {
     }
 }
 
-/// The Panther log type of a platform and how the runtime turns its records
-/// into the source's events (`event`: as is; `aks`, `gke`: see normalize.rs).
-pub fn log_type(platform: &str) -> Option<(&'static str, &'static str)> {
-    match platform {
-        "kubernetes" | "eks" => Some(("Amazon.EKS.Audit", "event")),
-        "azure" => Some(("Azure.MonitorActivity", "event")),
-        "aks" => Some(("Azure.MonitorActivity", "aks")),
-        "gke" => Some(("GCP.AuditLog", "gke")),
-        _ => None,
+// ------------------------------------------------------------------ log types
+
+/// How the runtime turns a record of a log type into an event of the
+/// source (the values of a rule's `_LOG_TYPES`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Decode {
+    /// The record is the event.
+    Event,
+    /// The audit Event is the JSON string `properties.log` of an
+    /// Azure.MonitorActivity record (category kube-audit*).
+    Aks,
+    /// A GKE Cloud Audit LogEntry (see `sources::normalize`).
+    Gke,
+}
+
+impl Decode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decode::Event => "event",
+            Decode::Aks => "aks",
+            Decode::Gke => "gke",
+        }
     }
+}
+
+/// A Panther form's own facts (`src/sources/panther.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The log type (`LogTypes`, and the records' `p_log_type`).
+    pub log_type: String,
+    pub decode: Decode,
+    /// A note for every generated rule that serves the form's platforms.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Every source's Panther forms, keyed by detc source name.
+pub fn forms() -> &'static forms::TargetForms<Spec> {
+    static FORMS: OnceLock<forms::TargetForms<Spec>> = OnceLock::new();
+    FORMS.get_or_init(|| forms::load("panther.yaml", include_str!("../sources/panther.yaml")))
+}
+
+/// The built-in form serving `platform` (of any source).
+fn form_of(platform: &str) -> Option<&'static forms::Form<Spec>> {
+    forms()
+        .values()
+        .flat_map(|sf| &sf.forms)
+        .find(|f| f.platforms.iter().any(|p| p == platform))
+}
+
+/// The built-in Panther log type of a platform and how the runtime decodes
+/// its records (`event`, `aks`, `gke`).
+pub fn log_type(platform: &str) -> Option<(&'static str, &'static str)> {
+    form_of(platform).map(|f| (f.spec.log_type.as_str(), f.spec.decode.as_str()))
+}
+
+/// Panther's settings: `--panther-log-type PLATFORM=Custom.Name`, the log
+/// type a platform's records are onboarded under in place of the built-in
+/// one (a self-managed cluster's audit log under a custom schema). The
+/// records are decoded as the built-in form says (for `kubernetes`: the
+/// audit Event as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Platform -> custom log type.
+    pub log_types: BTreeMap<String, String>,
+}
+
+/// Whether `name` is a Panther custom log type name: `Custom.` and one to
+/// six dot-separated segments, each an upper-case letter then letters and
+/// digits (panther-analysis-tool 1.11.1, `CUSTOM_LOG_TYPE_REGEX` in
+/// log_type_validator.py).
+pub fn is_custom_log_type(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("Custom.") else {
+        return false;
+    };
+    let segs: Vec<&str> = rest.split('.').collect();
+    segs.len() <= 6
+        && segs.iter().all(|s| {
+            let mut cs = s.chars();
+            cs.next().is_some_and(|c| c.is_ascii_uppercase())
+                && cs.all(|c| c.is_ascii_alphanumeric())
+        })
+}
+
+impl Settings {
+    /// Settings from `PLATFORM=Custom.Name` options (repeatable); a clear
+    /// error for a malformed option, an unknown platform, a name that is not
+    /// a custom log type, a platform given twice, or one log type given to
+    /// platforms whose records decode differently.
+    pub fn parse<S: AsRef<str>>(options: &[S]) -> Result<Settings, String> {
+        let mut out = Settings::default();
+        for opt in options {
+            let opt = opt.as_ref();
+            let Some((platform, name)) = opt.split_once('=') else {
+                return Err(format!(
+                    "--panther-log-type {opt:?}: expected PLATFORM=LOGTYPE, such as kubernetes=Custom.KubernetesAudit"
+                ));
+            };
+            let (platform, name) = (platform.trim(), name.trim());
+            let Some(form) = form_of(platform) else {
+                let known: Vec<&str> = forms()
+                    .values()
+                    .flat_map(|sf| &sf.forms)
+                    .flat_map(|f| f.platforms.iter().map(String::as_str))
+                    .collect();
+                return Err(format!(
+                    "--panther-log-type {opt:?}: unknown platform {platform:?} (one of: {})",
+                    known.join(", ")
+                ));
+            };
+            if !is_custom_log_type(name) {
+                return Err(format!(
+                    "--panther-log-type {opt:?}: {name:?} is not a Panther custom log type name: `Custom.` then one to six dot-separated parts, each an upper-case letter followed by letters and digits (Custom.KubernetesAudit); the built-in log type of {platform} is {}",
+                    form.spec.log_type
+                ));
+            }
+            if out.log_types.contains_key(platform) {
+                return Err(format!(
+                    "--panther-log-type: platform {platform} is given twice"
+                ));
+            }
+            for (other, n) in &out.log_types {
+                let decode = form_of(other).map(|f| f.spec.decode);
+                if n == name && decode != Some(form.spec.decode) {
+                    return Err(format!(
+                        "--panther-log-type: {name} is given for {other} and {platform}, whose records are read differently; give each its own log type"
+                    ));
+                }
+            }
+            out.log_types.insert(platform.to_string(), name.to_string());
+        }
+        Ok(out)
+    }
+}
+
+/// Where one platform's records are read: the log type, how they decode,
+/// the coverage label, and a note for the generated files.
+#[derive(Debug, Clone)]
+pub struct LogType {
+    pub name: String,
+    pub decode: Decode,
+    pub via: String,
+    pub note: Option<String>,
+}
+
+/// The log type of each platform of `det` that Panther serves, in the
+/// detection's platform order.
+fn resolve(det: &Detection, settings: &Settings) -> Result<Vec<(String, LogType)>, BackendError> {
+    let Some(sf) = forms().get(&det.source) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(String, LogType)> = Vec::new();
+    for p in &det.platforms {
+        let Some(form) = sf.forms.iter().find(|f| f.platforms.contains(p)) else {
+            continue;
+        };
+        let lt = match settings.log_types.get(p) {
+            Some(custom) => LogType {
+                name: custom.clone(),
+                decode: form.spec.decode,
+                via: format!(
+                    "{custom} (custom log type set with --panther-log-type {p}={custom}; records read as {})",
+                    match form.spec.decode {
+                        Decode::Event => "the plain event".to_string(),
+                        d => format!("{} records", d.as_str()),
+                    }
+                ),
+                note: Some(format!(
+                    "platform {p} is read under the custom log type {custom} (detc build --panther-log-type {p}={custom}), whose records are {}; the built-in log type is {}",
+                    match form.spec.decode {
+                        Decode::Event => format!("the {} event as is", det.source),
+                        d => format!("decoded as the built-in {} ({})", form.spec.log_type, d.as_str()),
+                    },
+                    form.spec.log_type
+                )),
+            },
+            None => LogType {
+                name: form.spec.log_type.clone(),
+                decode: form.spec.decode,
+                via: form.label.clone(),
+                note: form.spec.note.clone(),
+            },
+        };
+        // One log type, one way to read it.
+        if let Some((q, other)) = out
+            .iter()
+            .find(|(_, o)| o.name == lt.name && o.decode != lt.decode)
+        {
+            return Err(BackendError(format!(
+                "{}: platforms {q} and {p} share the Panther log type {} but are read differently ({} and {}); give them different log types",
+                det.stem,
+                lt.name,
+                other.decode.as_str(),
+                lt.decode.as_str()
+            )));
+        }
+        out.push((p.clone(), lt));
+    }
+    Ok(out)
+}
+
+/// The notes of the detection's log types (each once).
+fn log_type_notes(types: &[(String, LogType)]) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for (_, lt) in types {
+        if let Some(n) = &lt.note {
+            if !notes.contains(n) {
+                notes.push(n.clone());
+            }
+        }
+    }
+    notes
 }
 
 /// `Severity` in the YAML spec.
@@ -468,12 +690,20 @@ fn rule_code(det: &Detection, severity: Severity) -> Result<String, BackendError
 }
 
 /// The detection's log types: Panther log type -> how records become events.
-fn log_types(det: &Detection) -> BTreeMap<&'static str, &'static str> {
-    det.platforms.iter().filter_map(|p| log_type(p)).collect()
+fn log_types(types: &[(String, LogType)]) -> BTreeMap<&str, &'static str> {
+    types
+        .iter()
+        .map(|(_, lt)| (lt.name.as_str(), lt.decode.as_str()))
+        .collect()
 }
 
-fn python_file(rule: &Rule, det: &Detection, losses: &[Loss]) -> Result<String, BackendError> {
-    let types = log_types(det);
+fn python_file(
+    rule: &Rule,
+    det: &Detection,
+    platforms: &[(String, LogType)],
+    losses: &[Loss],
+) -> Result<String, BackendError> {
+    let types = log_types(platforms);
     if types.is_empty() {
         return Err(BackendError(format!(
             "no platform of source {} ({}) has a Panther log type",
@@ -515,9 +745,11 @@ fn python_file(rule: &Rule, det: &Detection, losses: &[Loss]) -> Result<String, 
     ctx.insert("source", &comment_text(&det.source));
     ctx.insert(
         "notes",
-        &losses
+        &log_type_notes(platforms)
             .iter()
-            .map(|l| comment_text(&l.note()))
+            .cloned()
+            .chain(losses.iter().map(Loss::note))
+            .map(|n| comment_text(&n))
             .collect::<Vec<_>>(),
     );
     ctx.insert("meta", &py_literal(&meta));
@@ -613,15 +845,25 @@ fn panther_status(s: Status) -> &'static str {
 }
 
 /// Settings of a detection Panther has no place for.
-fn detection_losses(det: &Detection) -> Vec<Loss> {
+fn detection_losses(det: &Detection, types: &[(String, LogType)]) -> Vec<Loss> {
     let mut losses = Vec::new();
-    for p in &det.platforms {
-        if log_type(p).is_none() {
-            losses.push(Loss::unsupported(
-                &det.stem,
-                format!("platform {p}"),
-                "Panther has no log type for this platform",
-            ));
+    let served: Vec<String> = types.iter().map(|(p, _)| p.clone()).collect();
+    let unserved = match forms().get(&det.source) {
+        Some(sf) => sf.unserved(&det.platforms, "Panther"),
+        None => det
+            .platforms
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    "Panther has no log type for this source".to_string(),
+                )
+            })
+            .collect(),
+    };
+    for (p, why) in unserved {
+        if !served.contains(&p) {
+            losses.push(Loss::unsupported(&det.stem, format!("platform {p}"), why));
         }
     }
     if det.output.schedule.is_some() {
@@ -705,14 +947,23 @@ pub fn has_nested_class(pattern: &str) -> bool {
 }
 
 /// The rule's tests for this detection's platforms, as template entries.
-fn tests_yaml(rule: &Rule, det: &Detection, losses: &mut Vec<Loss>) -> Vec<Json> {
+fn tests_yaml(
+    rule: &Rule,
+    det: &Detection,
+    types: &[(String, LogType)],
+    losses: &mut Vec<Loss>,
+) -> Vec<Json> {
     let mut out = Vec::new();
     for t in rule
         .tests
         .iter()
         .filter(|t| det.platforms.contains(&t.platform))
     {
-        let Some((lt, _)) = log_type(&t.platform) else {
+        let Some(lt) = types
+            .iter()
+            .find(|(p, _)| *p == t.platform)
+            .map(|(_, lt)| lt.name.as_str())
+        else {
             continue;
         };
         // An Event Hub export holds several records; Panther tests one Log
@@ -781,12 +1032,14 @@ fn tests_yaml(rule: &Rule, det: &Detection, losses: &mut Vec<Loss>) -> Vec<Json>
 fn yaml_file(
     rule: &Rule,
     det: &Detection,
+    types: &[(String, LogType)],
     index: usize,
     losses: &[Loss],
     tests: Vec<Json>,
 ) -> Result<String, BackendError> {
     let m = &rule.meta;
-    let mut notes: Vec<String> = losses.iter().map(Loss::note).collect();
+    let mut notes: Vec<String> = log_type_notes(types);
+    notes.extend(losses.iter().map(Loss::note));
     let title = if index == 0 {
         m.title.clone()
     } else {
@@ -808,12 +1061,7 @@ fn yaml_file(
     if m.status == Status::Deprecated {
         notes.push("Status: Deprecated rules are left out of pat zip uploads".into());
     }
-    if det
-        .platforms
-        .iter()
-        .any(|p| matches!(log_type(p), Some((_, how)) if how != "event"))
-        && !det.output.summary.is_empty()
-    {
+    if types.iter().any(|(_, lt)| lt.decode != Decode::Event) && !det.output.summary.is_empty() {
         notes.push("SummaryAttributes name normalised event fields, which Azure.MonitorActivity (AKS) and GCP.AuditLog (GKE) records hold elsewhere; alert_context() carries them for every log type".into());
     }
     for (want, what) in [("true", "matching"), ("false", "non-matching")] {
@@ -870,7 +1118,7 @@ fn yaml_file(
     ctx.insert("reports", &reports);
     ctx.insert(
         "log_types",
-        &log_types(det).keys().map(|t| yq(t)).collect::<Vec<_>>(),
+        &log_types(types).keys().map(|t| yq(t)).collect::<Vec<_>>(),
     );
     ctx.insert("tags", &m.tags.iter().map(|t| yq(t)).collect::<Vec<_>>());
     ctx.insert("dedup", &det.output.dedup_minutes);
@@ -885,4 +1133,53 @@ fn yaml_file(
     ctx.insert("status", &yq(panther_status(m.status)));
     ctx.insert("tests", &tests);
     super::render_template("panther/rule.yml", &ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_loads() {
+        assert_eq!(forms::check("panther", forms()), Vec::<String>::new());
+        assert_eq!(log_type("kubernetes"), Some(("Amazon.EKS.Audit", "event")));
+        assert_eq!(log_type("eks"), Some(("Amazon.EKS.Audit", "event")));
+        assert_eq!(log_type("aks"), Some(("Azure.MonitorActivity", "aks")));
+        assert_eq!(log_type("gke"), Some(("GCP.AuditLog", "gke")));
+        assert_eq!(log_type("azure"), Some(("Azure.MonitorActivity", "event")));
+        assert_eq!(log_type("nope"), None);
+    }
+
+    #[test]
+    fn custom_log_type_names() {
+        for ok in ["Custom.K8sAudit", "Custom.KubernetesAudit", "Custom.A.B2.C"] {
+            assert!(is_custom_log_type(ok), "{ok}");
+        }
+        for bad in [
+            "Amazon.EKS.Audit",
+            "Custom.",
+            "Custom.k8s",
+            "Custom.K8s-Audit",
+            "Custom.K8s..Audit",
+            "custom.K8s",
+            "Custom.A.B.C.D.E.F.G",
+        ] {
+            assert!(!is_custom_log_type(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_parse_and_refuse() {
+        let s = Settings::parse(&["kubernetes=Custom.K8sAudit"]).unwrap();
+        assert_eq!(s.log_types["kubernetes"], "Custom.K8sAudit");
+        assert!(Settings::parse::<&str>(&[]).unwrap().log_types.is_empty());
+        let err = |o: &[&str]| Settings::parse(o).unwrap_err();
+        assert!(err(&["kubernetes"]).contains("expected PLATFORM=LOGTYPE"));
+        assert!(err(&["k8s=Custom.A"]).contains("unknown platform \"k8s\""));
+        assert!(err(&["kubernetes=Amazon.EKS.Audit"]).contains("not a Panther custom log type"));
+        assert!(err(&["kubernetes=Custom.A", "kubernetes=Custom.B"]).contains("given twice"));
+        assert!(err(&["kubernetes=Custom.A", "aks=Custom.A"]).contains("read differently"));
+        // Platforms read the same way may share one custom log type.
+        assert!(Settings::parse(&["kubernetes=Custom.A", "eks=Custom.A"]).is_ok());
+    }
 }

@@ -80,6 +80,12 @@ impl Backend for Sigma {
         }
         Ok(out)
     }
+
+    /// The pySigma pipelines the built detections need (`pipelines/*.yaml`,
+    /// see [`super::sigma_pipelines`]).
+    fn shared(&self, rules: &[&Rule]) -> Result<Vec<Artifact>, BackendError> {
+        Ok(super::sigma_pipelines::pipelines(rules))
+    }
 }
 
 // ---------------------------------------------------------------------------

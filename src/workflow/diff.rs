@@ -2,7 +2,7 @@
 //! generated output, per rule and target, and in each rule's test verdicts.
 //! Markdown for a pull-request comment, or the same as JSON.
 
-use crate::backend::Target;
+use crate::backend::{Settings, Target};
 use crate::ir::Rule;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,11 +105,11 @@ pub struct OutputDiff {
 /// cannot render the rule holds one `ERROR` entry with the message.
 type Outputs = BTreeMap<Target, BTreeMap<String, String>>;
 
-fn outputs(rule: &Rule, targets: &[Target]) -> Outputs {
+fn outputs(rule: &Rule, targets: &[Target], settings: &Settings) -> Outputs {
     targets
         .iter()
         .map(|&t| {
-            let files = match crate::build::render(rule, t) {
+            let files = match crate::build::render_with(rule, t, settings) {
                 Ok(r) => r.files.into_iter().map(|f| (f.path, f.contents)).collect(),
                 Err(e) => BTreeMap::from([("ERROR".to_string(), format!("{e}\n"))]),
             };
@@ -246,6 +246,7 @@ pub fn compare(
     base: &[&Rule],
     head: &[&Rule],
     targets: &[Target],
+    settings: &Settings,
 ) -> Report {
     let by_name = |rules: &[&Rule]| -> BTreeMap<String, Rule> {
         rules
@@ -268,8 +269,8 @@ pub fn compare(
     for name in names {
         let (b, h) = (base.get(name), head.get(name));
         let (ob, oh) = (
-            b.map(|r| outputs(r, targets)),
-            h.map(|r| outputs(r, targets)),
+            b.map(|r| outputs(r, targets, settings)),
+            h.map(|r| outputs(r, targets, settings)),
         );
         let (tb, th) = (b.map(tests), h.map(tests));
         let mut diffs = Vec::new();

@@ -12,7 +12,7 @@
 //! changes both, and every target in [`Target::ALL`] is locked: a target
 //! added to detc appears as "not in the lock" until `detc lock` runs.
 
-use crate::backend::Target;
+use crate::backend::{Settings, Target};
 use crate::ir::Rule;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -81,15 +81,20 @@ impl Lock {
     }
 }
 
-/// SHA-256 of a rule's files for one target, rendered with `version`.
-/// `Err` when the target cannot render the rule.
-pub fn hash(rule: &Rule, target: Target, version: u32) -> Result<String, String> {
+/// SHA-256 of a rule's files for one target, rendered with `version` under
+/// `settings` (the build's). `Err` when the target cannot render the rule.
+pub fn hash(
+    rule: &Rule,
+    target: Target,
+    version: u32,
+    settings: &Settings,
+) -> Result<String, String> {
     let rendered = if rule.meta.version == version {
-        crate::build::render(rule, target)
+        crate::build::render_with(rule, target, settings)
     } else {
         let mut r = rule.clone();
         r.meta.version = version;
-        crate::build::render(&r, target)
+        crate::build::render_with(&r, target, settings)
     }
     .map_err(|e| format!("{}: {target}: {e}", rule.name))?;
     let mut h = Sha256::new();
@@ -152,6 +157,7 @@ pub fn verify(
     rules: &[&Rule],
     targets: &[Target],
     all: bool,
+    settings: &Settings,
 ) -> Result<Vec<Problem>, String> {
     let mut problems = Vec::new();
     for rule in rules {
@@ -164,7 +170,7 @@ pub fn verify(
                 });
                 continue;
             };
-            if hash(rule, target, t.version)? != t.sha256 {
+            if hash(rule, target, t.version, settings)? != t.sha256 {
                 problems.push(Problem::NotBumped {
                     rule: rule.name.clone(),
                     target,
@@ -233,6 +239,7 @@ pub fn relock(
     rules: &[&Rule],
     targets: &[Target],
     all: bool,
+    settings: &Settings,
 ) -> Result<(Lock, Vec<Change>), String> {
     let mut new = old.clone();
     let mut changes = Vec::new();
@@ -265,10 +272,10 @@ pub fn relock(
                     });
                     TargetLock {
                         version: 1,
-                        sha256: hash(rule, target, 1)?,
+                        sha256: hash(rule, target, 1, settings)?,
                     }
                 }
-                Some(t) if hash(rule, target, t.version)? == t.sha256 => t.clone(),
+                Some(t) if hash(rule, target, t.version, settings)? == t.sha256 => t.clone(),
                 Some(t) => {
                     let to = t.version + 1;
                     changes.push(Change::Bumped {
@@ -280,7 +287,7 @@ pub fn relock(
                     });
                     TargetLock {
                         version: to,
-                        sha256: hash(rule, target, to)?,
+                        sha256: hash(rule, target, to, settings)?,
                     }
                 }
             };

@@ -11,6 +11,9 @@
 #    every rule file must convert to a non-empty query.
 # 3. The EQL output is parsed with eql 1.0.1; a failure there is reported as a
 #    warning only (pySigma's EQL backend has its own bugs).
+# 4. Each pySigma pipeline detc ships in <dir>/pipelines/*.yaml (not read as
+#    rules: sigma's file pattern is *.yml) converts every rule with
+#    `-p <file>` for each backend its `allowed_backends` line names.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -57,4 +60,16 @@ done
 "$venv/bin/python" "$here/eql_parse.py" "$work"/eql/*.eql >"$work/eql_parse.log" 2>&1 \
   || { echo "sigma.sh: WARNING: pySigma's EQL output does not parse with eql 1.0.1:" >&2
        cat "$work/eql_parse.log" >&2; }
+shopt -s nullglob
+for p in "$1"/pipelines/*.yaml; do
+  backends="$(sed -n 's/^allowed_backends: \[\(.*\)\]$/\1/p' "$p" | tr -d ' ' | tr ',' ' ')"
+  [ -n "$backends" ] || die "$p: no allowed_backends line"
+  for b in $backends; do
+    if ! "$venv/bin/sigma" convert -t "$b" -p "$p" --fail-unsupported "$1" >"$work/pipeline.log" 2>&1; then
+      cat "$work/pipeline.log" >&2
+      die "sigma convert -t $b -p $p failed"
+    fi
+  done
+  echo "sigma convert -p pipelines/$(basename "$p"): OK ($backends)"
+done
 echo "sigma: OK: $1"
