@@ -1835,6 +1835,33 @@ fn render_detection(
         tags: &tags,
         notes: &notes,
     };
+    // Every platform but GKE (lost above) reaches this rule through the
+    // integration's data stream; the setup names the input each needs.
+    for p in det
+        .platforms
+        .iter()
+        .filter(|p| !(det.source == "kubernetes.audit" && *p == "gke"))
+    {
+        out.coverage.push(super::Coverage {
+            stem: stem.to_string(),
+            source: det.source.clone(),
+            platform: p.clone(),
+            via: format!(
+                "{} integration, {} ({})",
+                ctx.table.integration,
+                ctx.table.index,
+                match (det.source.as_str(), p.as_str()) {
+                    ("kubernetes.audit", "kubernetes") => "filestream input: audit log files",
+                    ("kubernetes.audit", "eks") =>
+                        "aws-cloudwatch input: the EKS control-plane audit log group",
+                    ("kubernetes.audit", "aks") =>
+                        "azure-eventhub input: the AKS kube-audit diagnostic logs",
+                    _ => "the integration's standard input",
+                }
+            ),
+            file: format!("{stem}.toml"),
+        });
+    }
     out.files.push(Artifact {
         path: format!("{stem}.toml"),
         contents: doc.toml(

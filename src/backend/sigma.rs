@@ -54,7 +54,23 @@ impl Backend for Sigma {
                 ));
                 continue;
             }
-            let (doc, losses) = document(rule, i)?;
+            let (doc, mut losses) = document(rule, i)?;
+            for p in &det.platforms {
+                match served_via(&det.source, p) {
+                    Some(via) => out.coverage.push(super::Coverage {
+                        stem: det.stem.clone(),
+                        source: det.source.clone(),
+                        platform: p.clone(),
+                        via: via.to_string(),
+                        file: format!("{}.yml", det.stem),
+                    }),
+                    None => losses.push(Loss::unsupported(
+                        &det.stem,
+                        format!("platform {p}"),
+                        unserved_reason(&det.source, p),
+                    )),
+                }
+            }
             let body = emit_yaml(&doc);
             let back: Yaml = serde_yaml::from_str(&body)?;
             if back != doc {
@@ -1105,18 +1121,29 @@ fn note_lines(l: &Loss) -> Vec<String> {
     out
 }
 
+/// How a Sigma document reaches a platform's records through pySigma:
+/// the logsource and the shipped pipelines (`pipelines/*.yaml`).
+fn served_via(source: &str, platform: &str) -> Option<&'static str> {
+    Some(match (source, platform) {
+        ("kubernetes.audit", "kubernetes" | "eks") => "logsource kubernetes/audit; pySigma: pipelines/splunk-kubernetes-eks.yaml (Splunk), pipelines/elastic-kubernetes-audit.yaml (Elastic Kubernetes integration)",
+        ("kubernetes.audit", "aks") => "logsource kubernetes/audit; pySigma: pipelines/splunk-aks.yaml (Splunk, spath of properties.log), pipelines/elastic-kubernetes-audit.yaml (Elastic Kubernetes integration, azure-eventhub input)",
+        ("azure.activity", "azure") => "logsource azure/activitylogs; pySigma: pipelines/splunk-azure-activity.yaml (Splunk), pipelines/elastic-azure-activity.yaml (Elastic Azure integration)",
+        _ => return None,
+    })
+}
+
+fn unserved_reason(source: &str, platform: &str) -> String {
+    match (source, platform) {
+        ("kubernetes.audit", "gke") => "GKE records are Cloud Audit LogEntries (Sigma logsource gcp/gcp.audit): the audit Event's verb, objectRef and status exist there only inside protoPayload.methodName and resourceName, which no pySigma pipeline can derive from this document's fields, and detc does not write a gcp/gcp.audit document yet; this document does not match GKE records".into(),
+        _ => format!("no Sigma logsource and pySigma pipeline detc knows reads {platform} records of {source}"),
+    }
+}
+
 fn context_lines(det: &Detection) -> Vec<String> {
-    let normalised: Vec<&str> = det
-        .platforms
-        .iter()
-        .map(String::as_str)
-        .filter(|p| matches!(*p, "aks" | "gke"))
-        .collect();
-    if normalised.is_empty() {
+    if !det.platforms.iter().any(|p| p == "aks") {
         return Vec::new();
     }
-    vec![comment_text(&format!(
-        "Field names are the source's canonical schema: {} records must be normalised to it first (as detc's evaluator does).",
-        normalised.join(" and ")
-    ))]
+    vec![comment_text(
+        "AKS records hold the audit Event as the JSON string properties.log: convert with pipelines/splunk-aks.yaml for Splunk, or read them through Elastic's Kubernetes integration (azure-eventhub input) with pipelines/elastic-kubernetes-audit.yaml.",
+    )]
 }
