@@ -488,7 +488,8 @@ fn coverage(rows: &[Outcome], opts: &Options) -> String {
         }
     }
     // (target, source, platform, via or lost reason) -> detections.
-    let mut legend: Vec<((Target, &str, &str, String), usize)> = Vec::new();
+    type Legend<'a> = Vec<((Target, &'a str, &'a str, String), usize)>;
+    let mut legend: Legend = Vec::new();
     fn bump<'a>(
         legend: &mut Vec<((Target, &'a str, &'a str, String), usize)>,
         key: (Target, &'a str, &'a str, String),
