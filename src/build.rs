@@ -490,10 +490,7 @@ fn coverage(rows: &[Outcome], opts: &Options) -> String {
     // (target, source, platform, via or lost reason) -> detections.
     type Legend<'a> = Vec<((Target, &'a str, &'a str, String), usize)>;
     let mut legend: Legend = Vec::new();
-    fn bump<'a>(
-        legend: &mut Vec<((Target, &'a str, &'a str, String), usize)>,
-        key: (Target, &'a str, &'a str, String),
-    ) {
+    fn bump<'a>(legend: &mut Legend<'a>, key: (Target, &'a str, &'a str, String)) {
         match legend.iter_mut().find(|(k, _)| *k == key) {
             Some((_, n)) => *n += 1,
             None => legend.push((key, 1)),
