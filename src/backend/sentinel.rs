@@ -685,14 +685,22 @@ fn render_form(
     let query = match build_query(&kql, rule, det, &window, &mut losses) {
         Ok(q) => q,
         Err(u) => {
+            out.losses.push(Loss::unsupported(
+                stem,
+                format!(
+                    "match (the whole {} form: no Sentinel rule is written)",
+                    form.name
+                ),
+                format!("{}: {}", u.construct, u.reason),
+            ));
             // Each platform the form would serve is lost with it.
             for p in form.platforms.iter().filter(|p| det.platforms.contains(p)) {
                 out.losses.push(Loss::unsupported(
                     stem,
                     format!("platform {p}"),
                     format!(
-                        "the {} form's query cannot be written, so no Sentinel rule reads {p} there: {}: {}",
-                        form.name, u.construct, u.reason
+                        "the {} form's query cannot be written (see the `match` note), so no Sentinel rule reads {p} there",
+                        form.name
                     ),
                 ));
             }
