@@ -1377,6 +1377,7 @@ pub fn elastic_document(source: &str, event: &Json) -> Option<Json> {
         let scale = ctx.scale(&field);
         let vals: Vec<Json> = crate::eval::lookup(event, &field)
             .into_iter()
+            .filter(|v| !(table.drops_empty && v.as_str() == Some("")))
             .filter_map(|v| coerce(k, v, scale))
             .collect();
         match vals.len() {
@@ -2176,4 +2177,28 @@ pub(crate) fn render_rule(lang: &Lang, rule: &Rule) -> Result<Rendered, BackendE
         render_detection(lang, rule, i, det, &mut out)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+
+    #[test]
+    fn every_form_loads() {
+        assert_eq!(
+            forms::check("elastic", elastic_forms()),
+            Vec::<String>::new()
+        );
+        for sf in elastic_forms().values() {
+            for f in &sf.forms {
+                assert!(field_table(&f.spec.table).is_some(), "{}: no table", f.name);
+                for p in &f.platforms {
+                    assert!(f.spec.inputs.contains_key(p), "{}: no input for {p}", f.name);
+                }
+                if let Some(p) = &f.spec.projection {
+                    assert!(f.platforms.contains(p), "{}: projection {p}", f.name);
+                }
+            }
+        }
+    }
 }
