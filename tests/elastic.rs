@@ -1010,7 +1010,10 @@ fn gcp_audit_fixtures() -> Vec<(String, Json, Json, bool)> {
         let v: Json = serde_json::from_str(&std::fs::read_to_string(&p).expect("read"))
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         out.push((
-            p.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+            p.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             v["log_entry"].clone(),
             v["document"].clone(),
             v["expect_match"].as_bool().expect("expect_match"),
@@ -1087,10 +1090,18 @@ fn gke_variants(entry: &Json) -> Vec<Json> {
         ));
     }
     for c in [0, 1, 5, 7, 10, 16, 99] {
-        out.push(set(entry, &["protoPayload", "status"], json!({ "code": c })));
+        out.push(set(
+            entry,
+            &["protoPayload", "status"],
+            json!({ "code": c }),
+        ));
     }
     out.push(set(entry, &["protoPayload", "status"], json!({})));
-    out.push(set(entry, &["protoPayload", "serviceName"], json!("compute.googleapis.com")));
+    out.push(set(
+        entry,
+        &["protoPayload", "serviceName"],
+        json!("compute.googleapis.com"),
+    ));
     for ua in ["curl/8.4.0", "python-requests/2.31", "kubectl/v1.30.2"] {
         out.push(set(
             entry,
@@ -1111,7 +1122,9 @@ fn the_flagship_fires_on_gke_through_the_gcp_integration() {
     let r = render(flagship);
     let det = &flagship.detections[0];
     assert!(
-        !r.losses.iter().any(|l| l.construct.starts_with("platform ")),
+        !r.losses
+            .iter()
+            .any(|l| l.construct.starts_with("platform ")),
         "every platform is served: {:?}",
         r.losses
     );
@@ -1128,7 +1141,9 @@ fn the_flagship_fires_on_gke_through_the_gcp_integration() {
             r.coverage
         );
     }
-    let main: toml::Table = file(&r, "k8s_cronjob_job_write.toml").parse().expect("toml");
+    let main: toml::Table = file(&r, "k8s_cronjob_job_write.toml")
+        .parse()
+        .expect("toml");
     let gke: toml::Table = file(&r, "k8s_cronjob_job_write__gcp_audit.toml")
         .parse()
         .expect("toml");
@@ -1137,7 +1152,10 @@ fn the_flagship_fires_on_gke_through_the_gcp_integration() {
         Some("logs-gcp.audit-*")
     );
     assert_eq!(
-        gke["metadata"]["integration"].as_array().expect("integration")[0].as_str(),
+        gke["metadata"]["integration"]
+            .as_array()
+            .expect("integration")[0]
+            .as_str(),
         Some("gcp")
     );
     assert_ne!(gke["rule"]["rule_id"], main["rule"]["rule_id"]);

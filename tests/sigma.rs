@@ -1661,7 +1661,8 @@ fn gke_entries() -> Vec<Json> {
         .collect();
     paths.sort();
     for p in paths {
-        let v: Json = serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+        let v: Json =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
         bases.push(v["log_entry"].clone());
     }
     let set = |e: &Json, path: &[&str], v: Json| {
@@ -1710,7 +1711,10 @@ fn gke_entries() -> Vec<Json> {
             &["protoPayload", "resourceName"],
             json!("batch/v1/namespaces/kube-system/jobs/x"),
         );
-        for u in ["system:serviceaccount:kube-system:job-controller", "alice@example.com"] {
+        for u in [
+            "system:serviceaccount:kube-system:job-controller",
+            "alice@example.com",
+        ] {
             out.push(set(
                 &e,
                 &["protoPayload", "authenticationInfo", "principalEmail"],
@@ -1731,11 +1735,17 @@ fn gke_documents_give_detc_verdict_on_gcp_audit_records() {
     let mut files = 0;
     for rule in project_rules() {
         let r = render(&rule);
-        for det in rule.detections.iter().filter(|d| d.platforms.iter().any(|p| p == "gke")) {
+        for det in rule
+            .detections
+            .iter()
+            .filter(|d| d.platforms.iter().any(|p| p == "gke"))
+        {
             let path = format!("{}__gcp_audit.yml", det.stem);
             let Some(f) = r.files.iter().find(|f| f.path == path) else {
                 assert!(
-                    r.losses.iter().any(|l| l.construct.contains("gcp_audit form")),
+                    r.losses
+                        .iter()
+                        .any(|l| l.construct.contains("gcp_audit form")),
                     "{}: no {path} and no loss saying why",
                     rule.name
                 );

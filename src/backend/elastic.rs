@@ -260,6 +260,8 @@ pub(crate) struct Ctx {
     pub table: &'static SourceTable,
     /// The query language, as prose in the reasons (`EQL`, `ES|QL`).
     pub lang: &'static str,
+    /// The projection the form's queries read canonical fields through.
+    pub projection: Option<&'static Projection>,
 }
 
 impl Ctx {
@@ -351,6 +353,16 @@ impl Ctx {
     /// A field a query can return (ES|QL `STATS`, `KEEP`): any leaf the
     /// integration maps, text included, which EQL could not search.
     pub fn output_field(&self, field: &Field) -> Result<String, String> {
+        if let Some(p) = self.projection {
+            let stored = p.output_path(field)?;
+            let plain = Ctx {
+                source: self.source.clone(),
+                table: self.table,
+                lang: self.lang,
+                projection: None,
+            };
+            return plain.output_field(&stored);
+        }
         match self.resolve(field) {
             Ok(f) => return Ok(f.name),
             Err(why) if field.has_any_depth() => return Err(why),
@@ -538,13 +550,17 @@ pub fn lucene_regex(pattern: &str) -> Result<String, String> {
 fn anchored(ast: &regex_syntax::ast::Ast) -> Option<&[regex_syntax::ast::Ast]> {
     use regex_syntax::ast::{AssertionKind, Ast};
     let Ast::Concat(c) = ast else { return None };
-    let is = |a: Option<&Ast>, kinds: &[AssertionKind]| {
-        matches!(a, Some(Ast::Assertion(x)) if kinds.contains(&x.kind))
-    };
+    let is = |a: Option<&Ast>, kinds: &[AssertionKind]| matches!(a, Some(Ast::Assertion(x)) if kinds.contains(&x.kind));
     let n = c.asts.len();
     (n >= 2
-        && is(c.asts.first(), &[AssertionKind::StartLine, AssertionKind::StartText])
-        && is(c.asts.last(), &[AssertionKind::EndLine, AssertionKind::EndText]))
+        && is(
+            c.asts.first(),
+            &[AssertionKind::StartLine, AssertionKind::StartText],
+        )
+        && is(
+            c.asts.last(),
+            &[AssertionKind::EndLine, AssertionKind::EndText],
+        ))
     .then(|| &c.asts[1..n - 1])
 }
 
@@ -1282,6 +1298,7 @@ pub(crate) fn narrowed_in(
         source: det.source.clone(),
         table,
         lang: lang.name,
+        projection: None,
     };
     narrowed_with(
         &|e: &Expr| (lang.query)(&ctx, det, e, &mut Vec::new()).map(|_| ()),
@@ -1357,6 +1374,7 @@ pub fn elastic_document(source: &str, event: &Json) -> Option<Json> {
         source: source.to_string(),
         table,
         lang: "EQL",
+        projection: None,
     };
     let mut doc = Map::new();
     set_path(
@@ -1811,7 +1829,10 @@ fn render_form<'a>(
                 losses.push(Loss::unsupported(
                     stem,
                     in_form("match", form, first),
-                    format!("no projection of {} onto {p} (src/sources/projections.yaml)", det.source),
+                    format!(
+                        "no projection of {} onto {p} (src/sources/projections.yaml)",
+                        det.source
+                    ),
                 ));
                 return None;
             }
@@ -1825,6 +1846,7 @@ fn render_form<'a>(
         },
         table,
         lang: lang.name,
+        projection,
     };
     let reader = Reader {
         lang,
@@ -1889,13 +1911,7 @@ fn render_form<'a>(
         format!("{stem}__{}", form.name)
     };
     if !cond.dropped.is_empty() {
-        let changes = verdict_changes(
-            rule,
-            det,
-            tested,
-            &det.inlined(&det.condition),
-            &cond.expr,
-        );
+        let changes = verdict_changes(rule, det, tested, &det.inlined(&det.condition), &cond.expr);
         losses.push(Loss::unsupported(
             stem,
             in_form("match (narrowed)", form, first),
@@ -2121,7 +2137,12 @@ fn render_detection(
             path: format!("{}.{}", f.base, lang.language),
             contents: query_file(&notes, &f.main),
         });
-        for p in f.form.platforms.iter().filter(|p| det.platforms.contains(p)) {
+        for p in f
+            .form
+            .platforms
+            .iter()
+            .filter(|p| det.platforms.contains(p))
+        {
             out.coverage.push(forms::Coverage {
                 stem: stem.to_string(),
                 source: det.source.clone(),
@@ -2193,7 +2214,11 @@ mod form_tests {
             for f in &sf.forms {
                 assert!(field_table(&f.spec.table).is_some(), "{}: no table", f.name);
                 for p in &f.platforms {
-                    assert!(f.spec.inputs.contains_key(p), "{}: no input for {p}", f.name);
+                    assert!(
+                        f.spec.inputs.contains_key(p),
+                        "{}: no input for {p}",
+                        f.name
+                    );
                 }
                 if let Some(p) = &f.spec.projection {
                     assert!(f.platforms.contains(p), "{}: projection {p}", f.name);

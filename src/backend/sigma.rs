@@ -25,8 +25,8 @@ use super::printer::{self, Dialect, Unprintable};
 use super::yaml::{emit_yaml, is_break, yaml_printable};
 use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
 use crate::ir::{Cmp, Detection, Expr, Field, Glob, GlobTok, Let, Op, Rule, Seg, Value};
-use serde_yaml::{Mapping, Value as Yaml};
 use crate::sources::{forms, project};
+use serde_yaml::{Mapping, Value as Yaml};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
@@ -90,7 +90,13 @@ impl Backend for Sigma {
                         &path,
                         &mut out,
                     )?;
-                    push_coverage(det, &canonical_serves, first.map(|f| f.label.as_str()), &path, &mut out);
+                    push_coverage(
+                        det,
+                        &canonical_serves,
+                        first.map(|f| f.label.as_str()),
+                        &path,
+                        &mut out,
+                    );
                     out.losses.extend(losses);
                 }
             }
@@ -134,7 +140,13 @@ impl Backend for Sigma {
     }
 }
 
-fn push_coverage(det: &Detection, platforms: &[String], via: Option<&str>, path: &str, out: &mut Rendered) {
+fn push_coverage(
+    det: &Detection,
+    platforms: &[String],
+    via: Option<&str>,
+    path: &str,
+    out: &mut Rendered,
+) {
     for p in platforms {
         out.coverage.push(forms::Coverage {
             stem: det.stem.clone(),
@@ -296,7 +308,10 @@ fn projected_document(
         )
     })?;
     let projected = p.project(det, &det.condition).map_err(|errors| {
-        let text: Vec<String> = errors.iter().map(|(c, why)| format!("{c}: {why}")).collect();
+        let text: Vec<String> = errors
+            .iter()
+            .map(|(c, why)| format!("{c}: {why}"))
+            .collect();
         Loss::unsupported(stem, &construct, text.join("; "))
     })?;
     if project::constant(&projected) == Some(false) {
@@ -315,8 +330,9 @@ fn projected_document(
     projected_det.condition = named;
     projected_det.output = Default::default();
     projected_det.platforms = vec![platform.to_string()];
-    detection_section(&projected_det)
-        .map_err(|u| Loss::unsupported(stem, &construct, format!("{}: {}", u.construct, u.reason)))?;
+    detection_section(&projected_det).map_err(|u| {
+        Loss::unsupported(stem, &construct, format!("{}: {}", u.construct, u.reason))
+    })?;
     let id = super::naming::derived_id(&document_id(rule, index), &format!("sigma:{}", form.name));
     let title = format!(
         "{} ({})",
@@ -333,7 +349,10 @@ fn projected_document(
         vec![document_id(rule, index)],
     )
     .map_err(|e| Loss::unsupported(stem, &construct, e.0))?;
-    if !det.output.group_by.is_empty() || !det.output.values.is_empty() || !det.output.summary.is_empty() {
+    if !det.output.group_by.is_empty()
+        || !det.output.values.is_empty()
+        || !det.output.summary.is_empty()
+    {
         losses.push(Loss::not_applicable(
             stem,
             format!("fields ({} form)", form.name),
@@ -417,10 +436,8 @@ fn document_as(
     doc.insert(s("title"), s(&title));
     doc.insert(s("id"), s(&id));
 
-    let mut related: Vec<(String, &str)> = first_related
-        .into_iter()
-        .map(|r| (r, "similar"))
-        .collect();
+    let mut related: Vec<(String, &str)> =
+        first_related.into_iter().map(|r| (r, "similar")).collect();
     for j in (0..rule.detections.len()).filter(|j| *j != index) {
         related.push((document_id(rule, j), "similar"));
     }

@@ -136,10 +136,12 @@ impl Slot {
 /// Every source's projections.
 pub fn projections() -> &'static BTreeMap<String, SourceProjections> {
     static P: OnceLock<BTreeMap<String, SourceProjections>> = OnceLock::new();
-    P.get_or_init(|| match serde_yaml::from_str(include_str!("projections.yaml")) {
-        Ok(p) => p,
-        Err(e) => panic!("built-in src/sources/projections.yaml is invalid: {e}"),
-    })
+    P.get_or_init(
+        || match serde_yaml::from_str(include_str!("projections.yaml")) {
+            Ok(p) => p,
+            Err(e) => panic!("built-in src/sources/projections.yaml is invalid: {e}"),
+        },
+    )
 }
 
 /// The projection of `source` onto `platform`'s record, if there is one.
@@ -259,10 +261,7 @@ impl Projection {
     /// The rule of a canonical field, or the listed field it lies below
     /// (`requestObject.spec` below the rename of `requestObject`).
     fn rule_of(&self, f: &Field) -> Option<(String, &Rule, Vec<String>)> {
-        let keys: Vec<String> = f
-            .keys()
-            .map(|k| k.unwrap_or("**").to_string())
-            .collect();
+        let keys: Vec<String> = f.keys().map(|k| k.unwrap_or("**").to_string()).collect();
         for n in (1..=keys.len()).rev() {
             let head = keys[..n].join(".");
             if let Some(r) = self.fields.get(&head) {
@@ -270,6 +269,31 @@ impl Projection {
             }
         }
         None
+    }
+
+    /// The record path that holds a canonical field, for output (grouping,
+    /// collected values): a rename's target, or the text a segment is part
+    /// of (grouping by it is finer: it never merges two canonical values).
+    pub fn output_path(&self, f: &Field) -> Result<Field, String> {
+        match self.rule_of(f) {
+            Some((_, Rule::Rename(to), rest)) => {
+                let mut segs = field(to).0;
+                segs.extend(f.0[f.0.len() - rest.len()..].iter().cloned());
+                Ok(Field(segs))
+            }
+            Some((_, Rule::Segment(s), rest)) if rest.is_empty() => Ok(field(&s.from)),
+            Some((_, Rule::FirstOf(segs), rest)) if rest.is_empty() && !segs.is_empty() => {
+                Ok(field(&segs[0].from))
+            }
+            Some((_, Rule::GrpcStatus(from), rest)) if rest.is_empty() => Ok(field(from)),
+            Some((_, Rule::Unsupported(why), rest)) if rest.is_empty() => {
+                Err(format!("`{f}` on {}: {why}", self.record))
+            }
+            _ => Err(format!(
+                "`{f}` has no place in {}: normalize derives it from no field there, or it is constant",
+                self.record
+            )),
+        }
     }
 
     /// `expr` (lets inlined) over the record, `and` the selection.
@@ -849,7 +873,12 @@ mod tests {
         .collect();
         let statuses: Vec<Json> = (0..=17)
             .map(|c| json!({ "code": c }))
-            .chain([json!({}), json!({"code": 99}), json!({"code": -1}), Json::Null])
+            .chain([
+                json!({}),
+                json!({"code": 99}),
+                json!({"code": -1}),
+                Json::Null,
+            ])
             .collect();
         let services: Vec<Json> = vec![json!("k8s.io"), json!("K8S.io"), Json::Null];
         let agents: Vec<Json> = vec![json!("curl/8.1"), json!("kubectl/v1.30"), Json::Null];
@@ -871,7 +900,10 @@ mod tests {
         let dims: Vec<(Vec<&str>, &Vec<Json>)> = vec![
             (vec!["protoPayload", "methodName"], &methods),
             (vec!["protoPayload", "resourceName"], &names),
-            (vec!["protoPayload", "authenticationInfo", "principalEmail"], &users),
+            (
+                vec!["protoPayload", "authenticationInfo", "principalEmail"],
+                &users,
+            ),
             (vec!["protoPayload", "status"], &statuses),
             (vec!["protoPayload", "serviceName"], &services),
             (
@@ -932,18 +964,36 @@ mod tests {
         for (f, vals) in [
             ("verb", strs(&["create", "CREATE", "a.b", "readyz", ""])),
             ("objectRef.resource", strs(&["jobs", "cronjobs", "v2", "x"])),
-            ("objectRef.subresource", strs(&["status", "scale", "jobs", ""])),
-            ("objectRef.namespace", strs(&["kube-system", "ns", "", "namespaces"])),
+            (
+                "objectRef.subresource",
+                strs(&["status", "scale", "jobs", ""]),
+            ),
+            (
+                "objectRef.namespace",
+                strs(&["kube-system", "ns", "", "namespaces"]),
+            ),
             ("objectRef.name", strs(&["x", "backup", "kube-system"])),
-            ("objectRef.apiGroup", strs(&["batch", "core", "CORE", "authorization.rbac", ""])),
-            ("user.username", strs(&["alice@example.com", "", "masterclient"])),
+            (
+                "objectRef.apiGroup",
+                strs(&["batch", "core", "CORE", "authorization.rbac", ""]),
+            ),
+            (
+                "user.username",
+                strs(&["alice@example.com", "", "masterclient"]),
+            ),
             ("userAgent", strs(&["curl/8.1"])),
             ("kind", strs(&["event", "Pod"])),
             ("objectRef.uid", strs(&["x"])),
         ] {
             for cased in [false, true] {
                 out.push(Expr::Cmp(probe(f, Op::Eq, cased, false, vals.clone())));
-                out.push(Expr::Cmp(probe(f, Op::Ne, cased, false, vals[..1].to_vec())));
+                out.push(Expr::Cmp(probe(
+                    f,
+                    Op::Ne,
+                    cased,
+                    false,
+                    vals[..1].to_vec(),
+                )));
                 out.push(Expr::Cmp(probe(f, Op::Ne, cased, true, vals.clone())));
                 if f != "objectRef.apiGroup" {
                     for op in [Op::StartsWith, Op::EndsWith, Op::Contains] {
@@ -958,11 +1008,29 @@ mod tests {
         }
         for op in [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge] {
             for n in [200, 400, 403, 409, 499, 500, 501] {
-                out.push(Expr::Cmp(probe("responseStatus.code", op, false, false, num(n))));
-                out.push(not(Expr::Cmp(probe("responseStatus.code", op, false, false, num(n)))));
+                out.push(Expr::Cmp(probe(
+                    "responseStatus.code",
+                    op,
+                    false,
+                    false,
+                    num(n),
+                )));
+                out.push(not(Expr::Cmp(probe(
+                    "responseStatus.code",
+                    op,
+                    false,
+                    false,
+                    num(n),
+                ))));
             }
         }
-        out.push(Expr::Cmp(probe("responseStatus.code", Op::Exists, false, false, vec![])));
+        out.push(Expr::Cmp(probe(
+            "responseStatus.code",
+            Op::Exists,
+            false,
+            false,
+            vec![],
+        )));
         out
     }
 
@@ -998,11 +1066,20 @@ mod tests {
             }
         };
         for l in &loads.rules {
-            for det in l.rule.detections.iter().filter(|d| d.platforms.iter().any(|x| x == "gke")) {
+            for det in l
+                .rule
+                .detections
+                .iter()
+                .filter(|d| d.platforms.iter().any(|x| x == "gke"))
+            {
                 check(det, &format!("{} match", l.rule.name), &det.condition);
                 for ind in &det.indicators {
                     let both = Expr::And(vec![det.condition.clone(), ind.expr.clone()]);
-                    check(det, &format!("{} indicator {}", l.rule.name, ind.name), &both);
+                    check(
+                        det,
+                        &format!("{} indicator {}", l.rule.name, ind.name),
+                        &both,
+                    );
                 }
             }
         }
@@ -1028,7 +1105,9 @@ mod tests {
         assert!(compared > 100_000, "only {compared} verdicts compared");
         // The flagship's match projects.
         assert!(
-            !refused.iter().any(|r| r.starts_with("k8s_cronjob_job_write match")),
+            !refused
+                .iter()
+                .any(|r| r.starts_with("k8s_cronjob_job_write match")),
             "{refused:?}"
         );
     }
