@@ -1,6 +1,19 @@
 //! The Elastic backend: one elastic/detection-rules TOML rule and its EQL
-//! query (`<stem>.toml`, `<stem>.eql`) per detection, plus one companion rule
-//! per expressible indicator (`<stem>__<indicator>.toml/.eql`).
+//! query (`<stem>.toml`, `<stem>.eql`) per detection and form, plus one
+//! companion rule per expressible indicator (`<base>__<indicator>.toml/.eql`).
+//!
+//! Forms (`src/sources/elastic.yaml`, the model of [`crate::sources::forms`]):
+//! how each platform's records reach Elasticsearch. The first form of a
+//! source writes `<stem>.*` (kubernetes.audit: the Kubernetes integration's
+//! `audit_logs`, for raw, EKS and AKS); another writes `<stem>__<form>.*`
+//! with its own `rule_id` (a UUID v5 of the detection's id and
+//! `elastic:<form>`): GKE is `<stem>__gcp_audit.*` on the GCP integration's
+//! `logs-gcp.audit-*`, whose documents keep the Cloud Audit LogEntry, so the
+//! condition is first projected onto the LogEntry
+//! ([`crate::sources::project`]) and then read through the `gcp.audit` field
+//! table. Each rule's `setup` names the integration input each platform it
+//! serves needs, and each pushes a [`forms::Coverage`] row per platform. A
+//! platform no form serves is an `unsupported` loss with the file's reason.
 //!
 //! Queries target the real integrations through the field table kept as data
 //! in `src/sources/elastic_fields.yaml` (canonical path -> Elasticsearch
