@@ -992,3 +992,239 @@ fn schedules_become_from_interval_to() {
 
 /// What this target narrows an expression to.
 const NARROW: Narrow = elastic::narrowed;
+
+// ------------------------------------------------------------ GKE: the GCP integration form
+
+/// The stored `gcp.audit` documents of tests/fixtures/stored/elastic/gcp_audit
+/// (see its PROVENANCE.md): (name, LogEntry, document, the flagship's verdict).
+fn gcp_audit_fixtures() -> Vec<(String, Json, Json, bool)> {
+    let dir = common::root().join("tests/fixtures/stored/elastic/gcp_audit");
+    let mut out = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let v: Json = serde_json::from_str(&std::fs::read_to_string(&p).expect("read"))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        out.push((
+            p.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            v["log_entry"].clone(),
+            v["document"].clone(),
+            v["expect_match"].as_bool().expect("expect_match"),
+        ));
+    }
+    assert!(out.len() >= 10, "only {} fixtures", out.len());
+    out
+}
+
+/// Variants of a LogEntry over the shapes detc's GKE normalisation tells apart.
+fn gke_variants(entry: &Json) -> Vec<Json> {
+    let mut out = Vec::new();
+    let set = |e: &Json, path: &[&str], v: Json| {
+        let mut e = e.clone();
+        let mut cur = &mut e;
+        for (i, k) in path.iter().enumerate() {
+            let Json::Object(m) = cur else { break };
+            if i + 1 == path.len() {
+                if v.is_null() {
+                    m.remove(*k);
+                } else {
+                    m.insert(k.to_string(), v.clone());
+                }
+                break;
+            }
+            cur = m.entry(k.to_string()).or_insert_with(|| json!({}));
+        }
+        e
+    };
+    for m in [
+        "io.k8s.batch.v1.jobs.create",
+        "io.k8s.batch.v1.cronjobs.patch",
+        "io.k8s.batch.v1beta1.cronjobs.update",
+        "io.k8s.BATCH.v1.JOBS.DELETE",
+        "IO.K8S.batch.v1.jobs.create",
+        "io.k8s.batch.V1.jobs.create",
+        "io.k8s.core.v1.jobs.create",
+        "io.k8s.v1.jobs.create",
+        "io.k8s.batch.v1.v2.jobs.create",
+        "io.k8s.batch.v1.x.jobs.create",
+        "io.k8s.batch.v1.jobs.status.patch",
+        "io.k8s.batch.v1.jobs.get",
+        "io.k8s.batch.v1.jobs",
+        "io.k8s.apps.v1.jobs.create",
+        "",
+    ] {
+        out.push(set(entry, &["protoPayload", "methodName"], json!(m)));
+    }
+    for n in [
+        "batch/v1/namespaces/kube-system/jobs/x",
+        "batch/v1/namespaces/KUBE-SYSTEM/jobs/x",
+        "batch/v1/namespaces/ns/jobs/x/status",
+        "batch/v1/namespaces/ns/namespaces/kube-system/jobs/x",
+        "",
+    ] {
+        out.push(set(entry, &["protoPayload", "resourceName"], json!(n)));
+    }
+    for u in [
+        "system:serviceaccount:kube-system:job-controller",
+        "system:kube-controller-manager",
+        "eks:x",
+        "masterclient",
+        "",
+    ] {
+        let e = set(
+            entry,
+            &["protoPayload", "resourceName"],
+            json!("batch/v1/namespaces/kube-system/jobs/x"),
+        );
+        out.push(set(
+            &e,
+            &["protoPayload", "authenticationInfo", "principalEmail"],
+            json!(u),
+        ));
+    }
+    for c in [0, 1, 5, 7, 10, 16, 99] {
+        out.push(set(
+            entry,
+            &["protoPayload", "status"],
+            json!({ "code": c }),
+        ));
+    }
+    out.push(set(entry, &["protoPayload", "status"], json!({})));
+    out.push(set(
+        entry,
+        &["protoPayload", "serviceName"],
+        json!("compute.googleapis.com"),
+    ));
+    for ua in ["curl/8.4.0", "python-requests/2.31", "kubectl/v1.30.2"] {
+        out.push(set(
+            entry,
+            &["protoPayload", "requestMetadata", "callerSuppliedUserAgent"],
+            json!(ua),
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_flagship_fires_on_gke_through_the_gcp_integration() {
+    let rules = project_rules();
+    let flagship = rules
+        .iter()
+        .find(|r| r.name == "k8s_cronjob_job_write")
+        .expect("flagship");
+    let r = render(flagship);
+    let det = &flagship.detections[0];
+    assert!(
+        !r.losses
+            .iter()
+            .any(|l| l.construct.starts_with("platform ")),
+        "every platform is served: {:?}",
+        r.losses
+    );
+    for (p, file) in [
+        ("kubernetes", "k8s_cronjob_job_write.toml"),
+        ("eks", "k8s_cronjob_job_write.toml"),
+        ("aks", "k8s_cronjob_job_write.toml"),
+        ("gke", "k8s_cronjob_job_write__gcp_audit.toml"),
+        ("azure", "k8s_cronjob_job_write_azure_activity.toml"),
+    ] {
+        assert!(
+            r.coverage.iter().any(|c| c.platform == p && c.file == file),
+            "{p} -> {file}: {:?}",
+            r.coverage
+        );
+    }
+    let main: toml::Table = file(&r, "k8s_cronjob_job_write.toml")
+        .parse()
+        .expect("toml");
+    let gke: toml::Table = file(&r, "k8s_cronjob_job_write__gcp_audit.toml")
+        .parse()
+        .expect("toml");
+    assert_eq!(
+        gke["rule"]["index"].as_array().expect("index")[0].as_str(),
+        Some("logs-gcp.audit-*")
+    );
+    assert_eq!(
+        gke["metadata"]["integration"]
+            .as_array()
+            .expect("integration")[0]
+            .as_str(),
+        Some("gcp")
+    );
+    assert_ne!(gke["rule"]["rule_id"], main["rule"]["rule_id"]);
+    let setup = |t: &toml::Table| t["rule"]["setup"].as_str().expect("setup").to_string();
+    for input in ["filestream", "aws-cloudwatch", "azure-eventhub"] {
+        assert!(setup(&main).contains(input), "{input}: {}", setup(&main));
+    }
+    assert!(setup(&gke).contains("gcp-pubsub"), "{}", setup(&gke));
+    assert!(
+        !r.losses
+            .iter()
+            .any(|l| l.construct.contains("(gcp_audit form)") && l.construct.contains("narrowed")),
+        "the GKE form narrows nothing here: {:?}",
+        r.losses
+    );
+
+    // Every GKE query of the flagship on the stored documents and on the
+    // pipeline-shaped documents of variants, against detc's verdict on the
+    // normalised event.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ev = Evaluator::new();
+    let fixtures = gcp_audit_fixtures();
+    // (label, LogEntry, document)
+    let mut cases: Vec<(String, Json, Json)> = Vec::new();
+    for (name, entry, doc, expect) in &fixtures {
+        let canonical = normalize("gke", entry)
+            .map(|e| ev.eval_detection(det, flagship.meta.severity, &e).matched)
+            .unwrap_or(false);
+        assert_eq!(canonical, *expect, "{name}: detc's verdict on the LogEntry");
+        cases.push((name.clone(), entry.clone(), doc.clone()));
+        for (i, v) in gke_variants(entry).into_iter().enumerate() {
+            let d = elastic_document("gcp.audit", &v).expect("gcp.audit table");
+            cases.push((format!("{name} variant {i}"), v, d));
+        }
+    }
+    let ndjson: String = cases.iter().map(|(_, _, d)| format!("{d}\n")).collect();
+    let docs = dir.path().join("gcp_audit.ndjson");
+    std::fs::write(&docs, ndjson).expect("write docs");
+    let mut queries = vec![("k8s_cronjob_job_write__gcp_audit.eql".to_string(), None)];
+    for ind in &det.indicators {
+        let path = format!("k8s_cronjob_job_write__gcp_audit__{}.eql", ind.name);
+        if r.files.iter().any(|f| f.path == path) {
+            queries.push((path, Some(ind.name.clone())));
+        }
+    }
+    assert!(queries.len() >= 3, "the GKE companions: {queries:?}");
+    let mut problems = Vec::new();
+    let mut matched = 0;
+    for (path, indicator) in &queries {
+        let qfile = dir.path().join(path);
+        std::fs::write(&qfile, file(&r, path)).expect("write query");
+        let (ok, out) = run(Command::new(python())
+            .arg(validator("eql_eval.py"))
+            .arg(&qfile)
+            .arg(&docs));
+        assert!(ok, "eql_eval.py failed on {path}:\n{out}");
+        let got: Vec<bool> = out.lines().map(|l| l == "true").collect();
+        assert_eq!(got.len(), cases.len(), "{path}: {out}");
+        for ((label, entry, _), g) in cases.iter().zip(got) {
+            let want = normalize("gke", entry).is_some_and(|e| {
+                let v = ev.eval_detection(det, flagship.meta.severity, &e);
+                v.matched && indicator.as_ref().is_none_or(|i| v.indicators.contains(i))
+            });
+            matched += usize::from(g);
+            if want != g {
+                problems.push(format!("{path}: {label}: detc {want}, EQL {g}"));
+            }
+        }
+    }
+    assert!(matched > 20, "only {matched} matches");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -389,3 +389,67 @@ fn arrays_and_any_depth_paths_are_unsupported_with_a_reason() {
 
 /// What this target narrows an expression to.
 const NARROW: Narrow = detc::backend::esql::narrowed;
+
+/// The flagship's GKE rule (`logs-gcp.audit-*`, the projection onto the
+/// LogEntry) on the stored gcp.audit documents of
+/// tests/fixtures/stored/elastic/gcp_audit: esql_eval.py gives detc's verdict.
+#[test]
+fn the_gke_rule_gives_detc_verdict_on_stored_gcp_audit_documents() {
+    let rules = project_rules();
+    let flagship = rules
+        .iter()
+        .find(|r| r.name == "k8s_cronjob_job_write")
+        .expect("flagship");
+    let det = &flagship.detections[0];
+    let r = render(flagship);
+    let f = r
+        .files
+        .iter()
+        .find(|f| f.path == "k8s_cronjob_job_write__gcp_audit.esql")
+        .expect("the GKE ES|QL rule");
+    assert!(
+        f.contents.contains("FROM logs-gcp.audit-*"),
+        "{}",
+        f.contents
+    );
+    let fixtures = common::root().join("tests/fixtures/stored/elastic/gcp_audit");
+    let mut docs = String::new();
+    let mut want = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&fixtures)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let mut ev = Evaluator::new();
+    for p in &paths {
+        let v: Json =
+            serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json");
+        docs.push_str(&format!("{}\n", v["document"]));
+        let canonical = normalize("gke", &v["log_entry"])
+            .is_some_and(|e| ev.eval_detection(det, flagship.meta.severity, &e).matched);
+        assert_eq!(
+            Some(canonical),
+            v["expect_match"].as_bool(),
+            "{}",
+            p.display()
+        );
+        want.push(canonical);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let types_file = dir.path().join("types.json");
+    std::fs::write(&types_file, types("gcp.audit").to_string()).expect("types");
+    let docs_file = dir.path().join("docs.ndjson");
+    std::fs::write(&docs_file, docs).expect("docs");
+    let qfile = dir.path().join("q.esql");
+    std::fs::write(&qfile, esql_query(&f.contents)).expect("query");
+    let (ok, out) = run(Command::new(venv_bin("esql", "python"))
+        .arg(validator("esql_eval.py"))
+        .arg("--types")
+        .arg(&types_file)
+        .arg(&qfile)
+        .arg(&docs_file));
+    assert!(ok, "esql_eval.py:\n{out}");
+    let got: Vec<bool> = out.lines().map(|l| l == "true").collect();
+    assert_eq!(got, want, "{out}");
+}

@@ -1609,6 +1609,185 @@ fn inexpressible_conditions_are_refused_precisely() {
     assert!(err.reason.contains("array"), "{err:?}");
 }
 
+// GKE: the gcp/gcp.audit document
+
+/// A GKE LogEntry as a gcp.audit record named as the Sigma GKE document names
+/// its fields (`src/sources/sigma.yaml`, form gcp_audit).
+fn gcp_audit_record(entry: &Json) -> Json {
+    let form = sigma::sigma_forms()["kubernetes.audit"]
+        .forms
+        .iter()
+        .find(|f| f.name == "gcp_audit")
+        .expect("gcp_audit form");
+    let mut out = json!({});
+    for (from, to) in &form.spec.fields {
+        let mut v = entry;
+        let mut found = true;
+        for k in from.split('.') {
+            match v.get(k) {
+                Some(x) => v = x,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found || v.is_null() {
+            continue;
+        }
+        let mut cur = &mut out;
+        let keys: Vec<&str> = to.split('.').collect();
+        for (i, k) in keys.iter().enumerate() {
+            let Json::Object(m) = cur else { break };
+            if i + 1 == keys.len() {
+                m.insert(k.to_string(), v.clone());
+                break;
+            }
+            cur = m.entry(k.to_string()).or_insert_with(|| json!({}));
+        }
+    }
+    out
+}
+
+/// The GKE LogEntries of tests/fixtures/stored/elastic/gcp_audit, and variants.
+fn gke_entries() -> Vec<Json> {
+    let dir = root().join("tests/fixtures/stored/elastic/gcp_audit");
+    let mut bases = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let v: Json =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+        bases.push(v["log_entry"].clone());
+    }
+    let set = |e: &Json, path: &[&str], v: Json| {
+        let mut e = e.clone();
+        let mut cur = &mut e;
+        for (i, k) in path.iter().enumerate() {
+            let Json::Object(m) = cur else { break };
+            if i + 1 == path.len() {
+                if v.is_null() {
+                    m.remove(*k);
+                } else {
+                    m.insert(k.to_string(), v.clone());
+                }
+                break;
+            }
+            cur = m.entry(k.to_string()).or_insert_with(|| json!({}));
+        }
+        e
+    };
+    let mut out = bases.clone();
+    for b in &bases {
+        for m in [
+            "io.k8s.batch.v1.jobs.create",
+            "io.k8s.BATCH.v1.CRONJOBS.PATCH",
+            "IO.K8S.batch.v1.jobs.create",
+            "io.k8s.core.v1.jobs.create",
+            "io.k8s.batch.v1.v2.jobs.create",
+            "io.k8s.batch.v1.jobs.status.update",
+            "io.k8s.batch.v1.jobs.get",
+            "io.k8s.readyz",
+        ] {
+            out.push(set(b, &["protoPayload", "methodName"], json!(m)));
+        }
+        for n in [
+            "batch/v1/namespaces/kube-system/jobs/x",
+            "batch/v1/namespaces/ns/jobs/x/status",
+            "",
+        ] {
+            out.push(set(b, &["protoPayload", "resourceName"], json!(n)));
+        }
+        for c in [json!({"code": 0}), json!({"code": 7}), json!({})] {
+            out.push(set(b, &["protoPayload", "status"], c));
+        }
+        let e = set(
+            b,
+            &["protoPayload", "resourceName"],
+            json!("batch/v1/namespaces/kube-system/jobs/x"),
+        );
+        for u in [
+            "system:serviceaccount:kube-system:job-controller",
+            "alice@example.com",
+        ] {
+            out.push(set(
+                &e,
+                &["protoPayload", "authenticationInfo", "principalEmail"],
+                json!(u),
+            ));
+        }
+        out.push(set(b, &["protoPayload", "serviceName"], json!("K8S.IO")));
+    }
+    out
+}
+
+#[test]
+fn gke_documents_give_detc_verdict_on_gcp_audit_records() {
+    let entries = gke_entries();
+    let mut compared = 0;
+    let mut matched = 0;
+    let mut problems = Vec::new();
+    let mut files = 0;
+    for rule in project_rules() {
+        let r = render(&rule);
+        for det in rule
+            .detections
+            .iter()
+            .filter(|d| d.platforms.iter().any(|p| p == "gke"))
+        {
+            let path = format!("{}__gcp_audit.yml", det.stem);
+            let Some(f) = r.files.iter().find(|f| f.path == path) else {
+                assert!(
+                    r.losses
+                        .iter()
+                        .any(|l| l.construct.contains("gcp_audit form")),
+                    "{}: no {path} and no loss saying why",
+                    rule.name
+                );
+                continue;
+            };
+            files += 1;
+            assert!(
+                r.coverage
+                    .iter()
+                    .any(|c| c.platform == "gke" && c.file == path && c.stem == det.stem),
+                "{path}: no coverage row for gke"
+            );
+            let doc: Yaml = serde_yaml::from_str(&f.contents).expect("yaml");
+            assert_eq!(doc["logsource"]["product"].as_str(), Some("gcp"));
+            assert_eq!(doc["logsource"]["service"].as_str(), Some("gcp.audit"));
+            assert_ne!(
+                doc["id"].as_str(),
+                Some(sigma::document_id(&rule, 0).as_str()),
+                "{path}: its own id"
+            );
+            let sr = sigma_rust_rule(&doc);
+            for e in &entries {
+                let want = normalize("gke", e).is_some_and(|ev| detc_match(&rule, det, &ev));
+                let got = sigma_rust_match(&sr, &gcp_audit_record(e));
+                compared += 1;
+                matched += usize::from(got);
+                if want != got {
+                    problems.push(format!("{path}: detc {want}, sigma-rust {got} on {e}"));
+                }
+            }
+        }
+    }
+    assert!(files >= 2, "only {files} GKE documents");
+    assert!(matched > 10, "only {matched} matches");
+    eprintln!("sigma-rust agreed with detc on {compared} GKE records");
+    assert!(
+        problems.is_empty(),
+        "{} disagreements:\n{}",
+        problems.len(),
+        problems[..problems.len().min(10)].join("\n")
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 6. The pySigma pipelines shipped in dist/sigma/pipelines/, with the real
 //    `sigma convert -p <file>`

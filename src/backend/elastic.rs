@@ -1,6 +1,19 @@
 //! The Elastic backend: one elastic/detection-rules TOML rule and its EQL
-//! query (`<stem>.toml`, `<stem>.eql`) per detection, plus one companion rule
-//! per expressible indicator (`<stem>__<indicator>.toml/.eql`).
+//! query (`<stem>.toml`, `<stem>.eql`) per detection and form, plus one
+//! companion rule per expressible indicator (`<base>__<indicator>.toml/.eql`).
+//!
+//! Forms (`src/sources/elastic.yaml`, the model of [`crate::sources::forms`]):
+//! how each platform's records reach Elasticsearch. The first form of a
+//! source writes `<stem>.*` (kubernetes.audit: the Kubernetes integration's
+//! `audit_logs`, for raw, EKS and AKS); another writes `<stem>__<form>.*`
+//! with its own `rule_id` (a UUID v5 of the detection's id and
+//! `elastic:<form>`): GKE is `<stem>__gcp_audit.*` on the GCP integration's
+//! `logs-gcp.audit-*`, whose documents keep the Cloud Audit LogEntry, so the
+//! condition is first projected onto the LogEntry
+//! ([`crate::sources::project`]) and then read through the `gcp.audit` field
+//! table. Each rule's `setup` names the integration input each platform it
+//! serves needs, and each pushes a [`forms::Coverage`] row per platform. A
+//! platform no form serves is an `unsupported` loss with the file's reason.
 //!
 //! Queries target the real integrations through the field table kept as data
 //! in `src/sources/elastic_fields.yaml` (canonical path -> Elasticsearch
@@ -61,6 +74,8 @@ use super::printer::{self, Dialect, Unprintable};
 use super::schedule::{self, Window};
 use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
 use crate::ir::{Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Status, Value};
+use crate::sources::forms;
+use crate::sources::project::{self, Projection};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeMap, HashMap};
@@ -83,6 +98,9 @@ pub struct SourceTable {
     pub index: String,
     pub integration: String,
     pub prefix: String,
+    /// The ingest pipeline drops empty strings (the GCP integration's last script).
+    #[serde(default)]
+    pub drops_empty: bool,
     /// Canonical path (segments with dots are double-quoted) -> field, in file order.
     #[serde(deserialize_with = "ordered")]
     pub fields: Vec<(String, FieldEntry)>,
@@ -168,18 +186,33 @@ pub fn field_table(source: &str) -> Option<&'static SourceTable> {
 /// Azure `durationMs` is stored as `event.duration` in nanoseconds.
 pub const SCALES: &[(&str, &str, i64)] = &[("azure.activity", "durationMs", 1_000_000)];
 
-/// Tags per source (Elastic's tag taxonomy).
-const SOURCE_TAGS: &[(&str, &[&str])] = &[
-    (
-        "kubernetes.audit",
-        &[
-            "Data Source: Kubernetes",
-            "Domain: Container",
-            "Domain: Kubernetes",
-        ],
-    ),
-    ("azure.activity", &["Data Source: Azure", "Domain: Cloud"]),
-];
+/// An Elastic form's own facts (the shared model of [`crate::sources::forms`],
+/// kept in `src/sources/elastic.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The field table in `elastic_fields.yaml` (index, dataset, integration, fields).
+    pub table: String,
+    /// The platform whose projection (`src/sources/projections.yaml`) turns
+    /// the canonical condition into one over its own record first.
+    #[serde(default)]
+    pub projection: Option<String>,
+    /// What the rule's name adds for a form after the first.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Elastic tags (`Data Source: Kubernetes`).
+    pub tags: Vec<String>,
+    /// Platform -> the integration input it needs (the rule's `setup`).
+    pub inputs: BTreeMap<String, String>,
+}
+
+pub type Form = forms::Form<Spec>;
+
+/// Every source's Elastic forms, keyed by detc source name.
+pub fn elastic_forms() -> &'static forms::TargetForms<Spec> {
+    static FORMS: OnceLock<forms::TargetForms<Spec>> = OnceLock::new();
+    FORMS.get_or_init(|| forms::load("elastic.yaml", include_str!("../sources/elastic.yaml")))
+}
 
 /// `a."b.c".d` -> `["a", "b.c", "d"]`.
 fn key_segments(key: &str) -> Vec<String> {
@@ -240,6 +273,8 @@ pub(crate) struct Ctx {
     pub table: &'static SourceTable,
     /// The query language, as prose in the reasons (`EQL`, `ES|QL`).
     pub lang: &'static str,
+    /// The projection the form's queries read canonical fields through.
+    pub projection: Option<&'static Projection>,
 }
 
 impl Ctx {
@@ -331,6 +366,16 @@ impl Ctx {
     /// A field a query can return (ES|QL `STATS`, `KEEP`): any leaf the
     /// integration maps, text included, which EQL could not search.
     pub fn output_field(&self, field: &Field) -> Result<String, String> {
+        if let Some(p) = self.projection {
+            let stored = p.output_path(field)?;
+            let plain = Ctx {
+                source: self.source.clone(),
+                table: self.table,
+                lang: self.lang,
+                projection: None,
+            };
+            return plain.output_field(&stored);
+        }
         match self.resolve(field) {
             Ok(f) => return Ok(f.name),
             Err(why) if field.has_any_depth() => return Err(why),
@@ -500,10 +545,36 @@ pub fn lucene_regex(pattern: &str) -> Result<String, String> {
         .build()
         .parse(pattern)
         .map_err(|e| format!("regex does not parse: {e}"))?;
+    if let Some(inner) = anchored(&ast) {
+        // `^...$` (a projection's whole-value regex): Lucene matches the whole value already.
+        let mut out = String::new();
+        for x in inner {
+            lucene_node(x, &mut out, false)?;
+        }
+        return Ok(out);
+    }
     let mut out = String::from(".*(");
     lucene_ast(&ast, &mut out)?;
     out.push_str(").*");
     Ok(out)
+}
+
+/// The items of a regex anchored at both ends (`^...$`), if it is one.
+fn anchored(ast: &regex_syntax::ast::Ast) -> Option<&[regex_syntax::ast::Ast]> {
+    use regex_syntax::ast::{AssertionKind, Ast};
+    let Ast::Concat(c) = ast else { return None };
+    let is = |a: Option<&Ast>, kinds: &[AssertionKind]| matches!(a, Some(Ast::Assertion(x)) if kinds.contains(&x.kind));
+    let n = c.asts.len();
+    (n >= 2
+        && is(
+            c.asts.first(),
+            &[AssertionKind::StartLine, AssertionKind::StartText],
+        )
+        && is(
+            c.asts.last(),
+            &[AssertionKind::EndLine, AssertionKind::EndText],
+        ))
+    .then(|| &c.asts[1..n - 1])
 }
 
 /// One literal character: every ASCII punctuation and space is escaped, which
@@ -530,6 +601,13 @@ pub fn lucene_regex_folded(pattern: &str) -> Result<String, String> {
         .build()
         .parse(pattern)
         .map_err(|e| format!("regex does not parse: {e}"))?;
+    if let Some(inner) = anchored(&ast) {
+        let mut out = String::new();
+        for x in inner {
+            lucene_node(x, &mut out, true)?;
+        }
+        return Ok(out);
+    }
     let mut out = String::from(".*(");
     lucene_node(&ast, &mut out, true)?;
     out.push_str(").*");
@@ -1134,9 +1212,11 @@ fn required_resources(det: &Detection) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether a query can hold an expression; the error names what it cannot.
+type Testable<'a> = dyn Fn(&Expr) -> Result<(), Unprintable> + 'a;
+
 fn narrow_expr(
-    lang: &Lang,
-    ctx: &Ctx,
+    testable: &Testable,
     det: &Detection,
     resources: &[String],
     e: &Expr,
@@ -1146,13 +1226,13 @@ fn narrow_expr(
         Expr::Or(xs) => {
             let kept: Vec<Expr> = xs
                 .iter()
-                .filter_map(|x| narrow_expr(lang, ctx, det, resources, x, dropped))
+                .filter_map(|x| narrow_expr(testable, det, resources, x, dropped))
                 .collect();
             (!kept.is_empty()).then_some(Expr::Or(kept))
         }
         Expr::And(xs) => xs
             .iter()
-            .map(|x| narrow_expr(lang, ctx, det, resources, x, dropped))
+            .map(|x| narrow_expr(testable, det, resources, x, dropped))
             .collect::<Option<Vec<_>>>()
             .map(Expr::And),
         Expr::Cmp(c) => {
@@ -1175,8 +1255,8 @@ fn narrow_expr(
                     }
                 }
             }
-            match (lang.query)(ctx, det, e, &mut Vec::new()) {
-                Ok(_) => Some(e.clone()),
+            match testable(e) {
+                Ok(()) => Some(e.clone()),
                 Err(u) => {
                     dropped.push((c.to_string(), u.reason));
                     None
@@ -1184,13 +1264,28 @@ fn narrow_expr(
             }
         }
         // Dropping inside `not` would widen the query: it is kept whole or not at all.
-        Expr::Not(_) | Expr::Ref(_) => match (lang.query)(ctx, det, e, &mut Vec::new()) {
-            Ok(_) => Some(e.clone()),
+        Expr::Not(_) | Expr::Ref(_) => match testable(e) {
+            Ok(()) => Some(e.clone()),
             Err(u) => {
                 dropped.push((u.construct, u.reason));
                 None
             }
         },
+    }
+}
+
+/// What a form's query keeps of `expr` (see [`Narrowed`]), with `testable`
+/// deciding each comparison.
+fn narrowed_with(
+    testable: &Testable,
+    det: &Detection,
+    expr: &Expr,
+) -> Result<Narrowed, Vec<(String, String)>> {
+    let mut dropped = Vec::new();
+    let resources = required_resources(det);
+    match narrow_expr(testable, det, &resources, &det.inlined(expr), &mut dropped) {
+        Some(expr) => Ok(Narrowed { expr, dropped }),
+        None => Err(dropped),
     }
 }
 
@@ -1216,20 +1311,13 @@ pub(crate) fn narrowed_in(
         source: det.source.clone(),
         table,
         lang: lang.name,
+        projection: None,
     };
-    let mut dropped = Vec::new();
-    let resources = required_resources(det);
-    match narrow_expr(
-        lang,
-        &ctx,
+    narrowed_with(
+        &|e: &Expr| (lang.query)(&ctx, det, e, &mut Vec::new()).map(|_| ()),
         det,
-        &resources,
-        &det.inlined(expr),
-        &mut dropped,
-    ) {
-        Some(expr) => Ok(Narrowed { expr, dropped }),
-        None => Err(dropped),
-    }
+        expr,
+    )
 }
 
 /// The dropped branches as one sentence.
@@ -1246,13 +1334,19 @@ fn dropped_text(lang: &Lang, dropped: &[(String, String)]) -> String {
 }
 
 /// The rule's tests on `det` whose verdict changes when `full` is narrowed to `kept`.
-fn verdict_changes(rule: &Rule, det: &Detection, full: &Expr, kept: &Expr) -> Vec<String> {
+fn verdict_changes(
+    rule: &Rule,
+    det: &Detection,
+    platforms: &[String],
+    full: &Expr,
+    kept: &Expr,
+) -> Vec<String> {
     let mut ev = crate::eval::Evaluator::new();
     let mut out = Vec::new();
     for t in rule
         .tests
         .iter()
-        .filter(|t| det.platforms.contains(&t.platform))
+        .filter(|t| det.platforms.contains(&t.platform) && platforms.contains(&t.platform))
     {
         let mut before = false;
         let mut after = false;
@@ -1293,6 +1387,7 @@ pub fn elastic_document(source: &str, event: &Json) -> Option<Json> {
         source: source.to_string(),
         table,
         lang: "EQL",
+        projection: None,
     };
     let mut doc = Map::new();
     set_path(
@@ -1313,6 +1408,7 @@ pub fn elastic_document(source: &str, event: &Json) -> Option<Json> {
         let scale = ctx.scale(&field);
         let vals: Vec<Json> = crate::eval::lookup(event, &field)
             .into_iter()
+            .filter(|v| !(table.drops_empty && v.as_str() == Some("")))
             .filter_map(|v| coerce(k, v, scale))
             .collect();
         match vals.len() {
@@ -1460,6 +1556,7 @@ struct TomlCtx {
     references: Vec<String>,
     risk_score: u32,
     rule_id: String,
+    setup: String,
     severity: &'static str,
     tags: Vec<String>,
     until: Option<String>,
@@ -1580,6 +1677,7 @@ struct Doc<'a> {
     threats: &'a [Threat],
     tags: &'a [String],
     notes: &'a [String],
+    setup: &'a str,
 }
 
 impl Doc<'_> {
@@ -1619,6 +1717,7 @@ impl Doc<'_> {
             references: m.references.clone(),
             risk_score: risk,
             rule_id,
+            setup: self.setup.to_string(),
             severity: sev,
             tags: self.tags.to_vec(),
             until: self.window.to.clone(),
@@ -1641,28 +1740,146 @@ fn query_file(notes: &[String], query: &str) -> String {
     s
 }
 
-fn render_detection(
+/// One form's rendering: its queries and losses, before the files are written.
+struct FormOut<'a> {
+    form: &'a Form,
+    ctx: Ctx,
+    /// The file name base (`<stem>` or `<stem>__<form>`).
+    base: String,
+    rule_id: String,
+    name: String,
+    main: String,
+    companions: Vec<(&'a crate::ir::Indicator, String)>,
+}
+
+/// How a form's query reads an expression of the detection: the canonical
+/// expression itself, or its projection onto the platform's record.
+struct Reader<'a> {
+    lang: &'a Lang,
+    det: &'a Detection,
+    ctx: &'a Ctx,
+    projection: Option<&'static Projection>,
+}
+
+impl Reader<'_> {
+    /// The expression the query prints (lets inlined); `None` when it is constant.
+    fn expr(&self, e: &Expr, select: bool) -> Result<Option<Expr>, Unprintable> {
+        let Some(p) = self.projection else {
+            return Ok(Some(e.clone()));
+        };
+        let projected = if select {
+            p.project(self.det, e)
+        } else {
+            p.project_expr(&self.det.inlined(e))
+        };
+        match projected {
+            Ok(x) if project::constant(&x).is_some() && !select => Ok(None),
+            Ok(x) => Ok(Some(x)),
+            Err(errors) => {
+                let (construct, reason) = errors.into_iter().next().unwrap_or_default();
+                Err(Unprintable { construct, reason })
+            }
+        }
+    }
+
+    fn testable(&self, e: &Expr) -> Result<(), Unprintable> {
+        match self.expr(e, false)? {
+            None => Ok(()),
+            Some(x) => (self.lang.query)(self.ctx, self.det, &x, &mut Vec::new()).map(|_| ()),
+        }
+    }
+
+    /// The query of `e`; `Ok(None)` when the projection can never hold.
+    fn query(&self, e: &Expr, losses: &mut Vec<Loss>) -> Result<Option<String>, Unprintable> {
+        let Some(x) = self.expr(e, true)? else {
+            return Ok(None);
+        };
+        if project::constant(&x) == Some(false) {
+            return Ok(None);
+        }
+        (self.lang.query)(self.ctx, self.det, &x, losses).map(Some)
+    }
+}
+
+/// A loss construct of a form after the first names the form.
+fn in_form(construct: impl Into<String>, form: &Form, first: bool) -> String {
+    let c = construct.into();
+    if first {
+        c
+    } else {
+        format!("{c} ({} form)", form.name)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_form<'a>(
     lang: &Lang,
-    rule: &Rule,
-    index: usize,
-    det: &Detection,
-    out: &mut Rendered,
-) -> Result<(), BackendError> {
+    rule: &'a Rule,
+    det: &'a Detection,
+    form: &'a Form,
+    first: bool,
+    det_id: &uuid::Uuid,
+    title: &str,
+    losses: &mut Vec<Loss>,
+) -> Option<FormOut<'a>> {
     let stem = det.stem.as_str();
-    let Some(table) = field_table(&det.source) else {
-        out.losses.push(Loss::unsupported(
+    let Some(table) = field_table(&form.spec.table) else {
+        losses.push(Loss::unsupported(
             stem,
-            format!("source {}", det.source),
-            "no Elastic integration field table for this source (src/sources/elastic_fields.yaml)",
+            in_form(format!("source {}", det.source), form, first),
+            format!(
+                "no Elastic field table `{}` (src/sources/elastic_fields.yaml)",
+                form.spec.table
+            ),
         ));
-        return Ok(());
+        return None;
+    };
+    let projection = match &form.spec.projection {
+        None => None,
+        Some(p) => match project::projection(&det.source, p) {
+            Some(x) => Some(x),
+            None => {
+                losses.push(Loss::unsupported(
+                    stem,
+                    in_form("match", form, first),
+                    format!(
+                        "no projection of {} onto {p} (src/sources/projections.yaml)",
+                        det.source
+                    ),
+                ));
+                return None;
+            }
+        },
     };
     let ctx = Ctx {
-        source: det.source.clone(),
+        source: if projection.is_some() {
+            form.spec.table.clone()
+        } else {
+            det.source.clone()
+        },
         table,
         lang: lang.name,
+        projection,
     };
-    let mut losses = Vec::new();
+    let reader = Reader {
+        lang,
+        det,
+        ctx: &ctx,
+        projection,
+    };
+    let platforms: Vec<String> = form
+        .platforms
+        .iter()
+        .filter(|p| det.platforms.contains(p))
+        .cloned()
+        .collect();
+    // The first form keeps the detection's own test list for its notes.
+    let tested: &[String] = if first { &det.platforms } else { &platforms };
+    let whole_loss = in_form(
+        "match (the whole detection: no Elastic rule is written)",
+        form,
+        first,
+    );
     let whole = |dropped: &[(String, String)]| {
         dropped
             .iter()
@@ -1670,33 +1887,47 @@ fn render_detection(
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let cond = match narrowed_in(lang, det, &det.condition) {
+    let testable = |e: &Expr| reader.testable(e);
+    let cond = match narrowed_with(&testable, det, &det.condition) {
         Ok(n) => n,
         Err(dropped) => {
-            out.losses.push(Loss::unsupported(
-                stem,
-                "match (the whole detection: no Elastic rule is written)",
-                whole(&dropped),
-            ));
-            return Ok(());
+            losses.push(Loss::unsupported(stem, whole_loss, whole(&dropped)));
+            return None;
         }
     };
-    let main = match (lang.query)(&ctx, det, &cond.expr, &mut losses) {
-        Ok(q) => q,
-        Err(u) => {
-            out.losses.push(Loss::unsupported(
+    let main = match reader.query(&cond.expr, losses) {
+        Ok(Some(q)) => q,
+        Ok(None) => {
+            losses.push(Loss::unsupported(
                 stem,
-                "match (the whole detection: no Elastic rule is written)",
+                whole_loss,
+                format!(
+                    "on {} the condition can never hold: no {} record is an event it matches",
+                    platforms.join(", "),
+                    form.label
+                ),
+            ));
+            return None;
+        }
+        Err(u) => {
+            losses.push(Loss::unsupported(
+                stem,
+                whole_loss,
                 format!("{}: {}", u.construct, u.reason),
             ));
-            return Ok(());
+            return None;
         }
     };
+    let base = if first {
+        stem.to_string()
+    } else {
+        format!("{stem}__{}", form.name)
+    };
     if !cond.dropped.is_empty() {
-        let changes = verdict_changes(rule, det, &det.inlined(&det.condition), &cond.expr);
+        let changes = verdict_changes(rule, det, tested, &det.inlined(&det.condition), &cond.expr);
         losses.push(Loss::unsupported(
             stem,
-            "match (narrowed)",
+            in_form("match (narrowed)", form, first),
             format!(
                 "{}{}",
                 dropped_text(lang, &cond.dropped),
@@ -1706,32 +1937,42 @@ fn render_detection(
     }
     let mut companions = Vec::new();
     for ind in &det.indicators {
-        let narrowed_ind = narrowed_in(lang, det, &ind.expr);
+        let construct = in_form(format!("indicator {}", ind.name), form, first);
+        let narrowed_ind = narrowed_with(&testable, det, &ind.expr);
         let alone = match &narrowed_ind {
             Ok(n) => Ok(n.clone()),
             Err(dropped) => Err(Unprintable {
-                construct: format!("indicator {}", ind.name),
+                construct: construct.clone(),
                 reason: whole(dropped),
             }),
         };
         let rendered = alone.and_then(|n| {
             let both = Expr::And(vec![cond.expr.clone(), n.expr.clone()]);
-            (lang.query)(&ctx, det, &both, &mut Vec::new()).map(|q| (n, q))
+            match reader.query(&both, &mut Vec::new())? {
+                Some(q) => Ok((n, q)),
+                None => Err(Unprintable {
+                    construct: construct.clone(),
+                    reason: format!(
+                        "with the match, it can never hold on a {} record",
+                        form.label
+                    ),
+                }),
+            }
         });
         match rendered {
             Ok((n, q)) => {
                 if !n.dropped.is_empty() {
                     let full = Expr::And(vec![det.inlined(&det.condition), det.inlined(&ind.expr)]);
                     let kept = Expr::And(vec![cond.expr.clone(), n.expr.clone()]);
-                    let changes = verdict_changes(rule, det, &full, &kept);
+                    let changes = verdict_changes(rule, det, tested, &full, &kept);
                     losses.push(Loss::unsupported(
                         stem,
-                        format!("indicator {} (narrowed)", ind.name),
+                        in_form(format!("indicator {} (narrowed)", ind.name), form, first),
                         format!(
                             "{}{}",
                             dropped_text(lang, &n.dropped),
                             changes_text(
-                                &format!("the companion rule {stem}__{}", ind.name),
+                                &format!("the companion rule {base}__{}", ind.name),
                                 &changes
                             )
                         ),
@@ -1739,9 +1980,9 @@ fn render_detection(
                 }
                 losses.push(Loss::not_applicable(
                     stem,
-                    format!("indicator {}", ind.name),
+                    construct,
                     format!(
-                        "an {} rule has one fixed severity: rendered as the companion rule {stem}__{}.toml (match and indicator, severity {})",
+                        "an {} rule has one fixed severity: rendered as the companion rule {base}__{}.toml (match and indicator, severity {})",
                         lang.name,
                         ind.name,
                         rule.meta.severity.max(ind.severity).as_str()
@@ -1749,24 +1990,91 @@ fn render_detection(
                 ));
                 companions.push((ind, q));
             }
-            Err(u) if u.construct == format!("indicator {}", ind.name) => {
+            Err(u) if u.construct == construct => {
                 losses.push(Loss::unsupported(stem, u.construct, u.reason))
             }
             Err(u) => losses.push(Loss::unsupported(
                 stem,
-                format!("indicator {}", ind.name),
+                construct,
                 format!("{}: {}", u.construct, u.reason),
             )),
         }
     }
-    if det.source == "kubernetes.audit" && det.platforms.iter().any(|p| p == "gke") {
-        // The rule claims GKE coverage that no Elastic query can give: a loss
-        // of meaning, not a missing setting.
-        losses.push(Loss::unsupported(
+    let (rule_id, name) = if first {
+        (det_id.to_string(), title.to_string())
+    } else {
+        (
+            super::naming::derived_id(&det_id.to_string(), &format!("elastic:{}", form.name)),
+            format!(
+                "{title} ({})",
+                form.spec.title.as_deref().unwrap_or(&form.name)
+            ),
+        )
+    };
+    Some(FormOut {
+        form,
+        ctx,
+        base,
+        rule_id,
+        name,
+        main,
+        companions,
+    })
+}
+
+/// The rule's `setup`: where the rule reads, and the integration input each
+/// platform it serves needs.
+fn setup_text(form: &Form, det: &Detection) -> String {
+    let mut s = format!(
+        "This rule reads the {}. Set up, per platform:\n",
+        form.label
+    );
+    for p in form.platforms.iter().filter(|p| det.platforms.contains(p)) {
+        let input = form
+            .spec
+            .inputs
+            .get(p)
+            .map(String::as_str)
+            .unwrap_or("the integration's input for this platform");
+        s.push_str(&format!("- {p}: {input}\n"));
+    }
+    s
+}
+
+fn render_detection(
+    lang: &Lang,
+    rule: &Rule,
+    index: usize,
+    det: &Detection,
+    out: &mut Rendered,
+) -> Result<(), BackendError> {
+    let stem = det.stem.as_str();
+    let Some(sf) = elastic_forms().get(&det.source) else {
+        out.losses.push(Loss::unsupported(
             stem,
-            "platform gke",
-            "the Elastic Kubernetes integration keeps GKE audit records as kubernetes.audit.protoPayload.* without deriving verb, objectRef or user, and keeps the gRPC status code (1..16 on failure) in responseStatus.code: this rule does not see GKE events as detc normalises them",
+            format!("source {}", det.source),
+            "no Elastic integration for this source (src/sources/elastic.yaml)",
         ));
+        return Ok(());
+    };
+    let mut losses = Vec::new();
+    for (p, why) in sf.unserved(&det.platforms, "Elastic") {
+        losses.push(Loss::unsupported(stem, format!("platform {p}"), why));
+    }
+    let base =
+        uuid::Uuid::parse_str(&rule.meta.id).map_err(|e| BackendError(format!("rule id: {e}")))?;
+    let det_id = if index == 0 {
+        base
+    } else {
+        uuid::Uuid::new_v5(&base, format!("source:{}", det.source).as_bytes())
+    };
+    let title = super::naming::detection_title(rule, index);
+    let mut rendered = Vec::new();
+    for form in sf.serving(&det.platforms) {
+        let first = std::ptr::eq(form, &sf.forms[0]);
+        if let Some(f) = render_form(lang, rule, det, form, first, &det_id, &title, &mut losses) {
+            rendered.push(f);
+        }
     }
     output_losses(lang, det, rule.meta.severity, &mut losses);
     let window = elastic_window(det, &mut losses);
@@ -1785,22 +2093,17 @@ fn render_detection(
             "detection-rules TOML has no related-rules field",
         ));
     }
-    let mut tags: Vec<String> = SOURCE_TAGS
-        .iter()
-        .find(|(s, _)| *s == det.source)
-        .map(|(_, t)| t.iter().map(|x| x.to_string()).collect())
-        .unwrap_or_default();
-    tags.push("Use Case: Threat Detection".into());
+    let mut rule_tags: Vec<String> = vec!["Use Case: Threat Detection".into()];
     for th in &threats {
-        tags.push(format!("Tactic: {}", th.tactic.name));
+        rule_tags.push(format!("Tactic: {}", th.tactic.name));
     }
     if rule.meta.runbook.is_some() {
-        tags.push("Resources: Investigation Guide".into());
+        rule_tags.push("Resources: Investigation Guide".into());
     }
     for t in &rule.meta.tags {
         match t.split_once(": ") {
             Some((p, v)) if TAG_PREFIXES.contains(&p) && !v.trim().is_empty() => {
-                tags.push(t.clone())
+                rule_tags.push(t.clone())
             }
             _ => losses.push(Loss::not_applicable(
                 stem,
@@ -1809,92 +2112,83 @@ fn render_detection(
             )),
         }
     }
-    let mut seen = Vec::new();
-    tags.retain(|t| {
-        let new = !seen.contains(t);
-        seen.push(t.clone());
-        new
-    });
 
+    // Every file of the detection notes every loss of the detection.
     let notes: Vec<String> = losses.iter().map(Loss::note).collect();
-    let base =
-        uuid::Uuid::parse_str(&rule.meta.id).map_err(|e| BackendError(format!("rule id: {e}")))?;
-    let det_id = if index == 0 {
-        base
-    } else {
-        uuid::Uuid::new_v5(&base, format!("source:{}", det.source).as_bytes())
-    };
-    let name = super::naming::detection_title(rule, index);
-    let doc = Doc {
-        lang,
-        rule,
-        det,
-        ctx: &ctx,
-        window: &window,
-        threats: &threats,
-        tags: &tags,
-        notes: &notes,
-    };
-    // Every platform but GKE (lost above) reaches this rule through the
-    // integration's data stream; the setup names the input each needs.
-    for p in det
-        .platforms
-        .iter()
-        .filter(|p| !(det.source == "kubernetes.audit" && *p == "gke"))
-    {
-        out.coverage.push(super::Coverage {
-            stem: stem.to_string(),
-            source: det.source.clone(),
-            platform: p.clone(),
-            via: format!(
-                "{} integration, {} ({})",
-                ctx.table.integration,
-                ctx.table.index,
-                match (det.source.as_str(), p.as_str()) {
-                    ("kubernetes.audit", "kubernetes") => "filestream input: audit log files",
-                    ("kubernetes.audit", "eks") =>
-                        "aws-cloudwatch input: the EKS control-plane audit log group",
-                    ("kubernetes.audit", "aks") =>
-                        "azure-eventhub input: the AKS kube-audit diagnostic logs",
-                    _ => "the integration's standard input",
-                }
-            ),
-            file: format!("{stem}.toml"),
+    for f in &rendered {
+        let mut tags: Vec<String> = f.form.spec.tags.clone();
+        tags.extend(rule_tags.iter().cloned());
+        let mut seen = Vec::new();
+        tags.retain(|t| {
+            let new = !seen.contains(t);
+            seen.push(t.clone());
+            new
         });
-    }
-    out.files.push(Artifact {
-        path: format!("{stem}.toml"),
-        contents: doc.toml(
-            name.clone(),
-            rule.meta.description.clone(),
-            det_id.to_string(),
-            rule.meta.severity,
-            &main,
-        )?,
-    });
-    out.files.push(Artifact {
-        path: format!("{stem}.{}", lang.language),
-        contents: query_file(&notes, &main),
-    });
-    for (ind, q) in companions {
-        let sev = rule.meta.severity.max(ind.severity);
-        let id = uuid::Uuid::new_v5(&det_id, format!("indicator:{}", ind.name).as_bytes());
-        let description = format!(
-            "{}\n\nCompanion of the rule \"{name}\": it alerts with severity {} when the indicator `{}` also matches (an {} rule has one fixed severity).",
-            rule.meta.description,
-            sev.as_str(),
-            ind.name,
-            lang.name
-        );
-        let cname = format!("{name} (indicator {})", ind.name);
+        let setup = setup_text(f.form, det);
+        let doc = Doc {
+            lang,
+            rule,
+            det,
+            ctx: &f.ctx,
+            window: &window,
+            threats: &threats,
+            tags: &tags,
+            notes: &notes,
+            setup: &setup,
+        };
         out.files.push(Artifact {
-            path: format!("{stem}__{}.toml", ind.name),
-            contents: doc.toml(cname, description, id.to_string(), sev, &q)?,
+            path: format!("{}.toml", f.base),
+            contents: doc.toml(
+                f.name.clone(),
+                rule.meta.description.clone(),
+                f.rule_id.clone(),
+                rule.meta.severity,
+                &f.main,
+            )?,
         });
         out.files.push(Artifact {
-            path: format!("{stem}__{}.{}", ind.name, lang.language),
-            contents: query_file(&notes, &q),
+            path: format!("{}.{}", f.base, lang.language),
+            contents: query_file(&notes, &f.main),
         });
+        for p in f
+            .form
+            .platforms
+            .iter()
+            .filter(|p| det.platforms.contains(p))
+        {
+            out.coverage.push(forms::Coverage {
+                stem: stem.to_string(),
+                source: det.source.clone(),
+                platform: p.clone(),
+                via: f.form.label.clone(),
+                file: format!("{}.toml", f.base),
+            });
+        }
+        for (ind, q) in &f.companions {
+            let sev = rule.meta.severity.max(ind.severity);
+            let id = uuid::Uuid::new_v5(
+                &uuid::Uuid::parse_str(&f.rule_id)
+                    .map_err(|e| BackendError(format!("rule id: {e}")))?,
+                format!("indicator:{}", ind.name).as_bytes(),
+            );
+            let description = format!(
+                "{}\n\nCompanion of the rule \"{}\": it alerts with severity {} when the indicator `{}` also matches (an {} rule has one fixed severity).",
+                rule.meta.description,
+                f.name,
+                sev.as_str(),
+                ind.name,
+                lang.name
+            );
+            let cname = format!("{} (indicator {})", f.name, ind.name);
+            out.files.push(Artifact {
+                path: format!("{}__{}.toml", f.base, ind.name),
+                contents: doc.toml(cname, description, id.to_string(), sev, q)?,
+            });
+            out.files.push(Artifact {
+                path: format!("{}__{}.{}", f.base, ind.name, lang.language),
+                contents: query_file(&notes, q),
+            });
+        }
     }
     out.losses.extend(losses);
     Ok(())
@@ -1917,4 +2211,32 @@ pub(crate) fn render_rule(lang: &Lang, rule: &Rule) -> Result<Rendered, BackendE
         render_detection(lang, rule, i, det, &mut out)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+
+    #[test]
+    fn every_form_loads() {
+        assert_eq!(
+            forms::check("elastic", elastic_forms()),
+            Vec::<String>::new()
+        );
+        for sf in elastic_forms().values() {
+            for f in &sf.forms {
+                assert!(field_table(&f.spec.table).is_some(), "{}: no table", f.name);
+                for p in &f.platforms {
+                    assert!(
+                        f.spec.inputs.contains_key(p),
+                        "{}: no input for {p}",
+                        f.name
+                    );
+                }
+                if let Some(p) = &f.spec.projection {
+                    assert!(f.platforms.contains(p), "{}: projection {p}", f.name);
+                }
+            }
+        }
+    }
 }

@@ -298,11 +298,13 @@ fn query(
             ));
         }
     }
-    let by: Vec<String> = o
-        .group_by
-        .iter()
-        .filter_map(|f| field(f, "group_by"))
-        .collect();
+    let mut by: Vec<String> = Vec::new();
+    for f in &o.group_by {
+        // Two canonical fields can live in one stored text (a projection's segments).
+        if let Some(name) = field(f, "group_by").filter(|n| !by.contains(n)) {
+            by.push(name);
+        }
+    }
     lines.push(if by.is_empty() {
         format!("| STATS {}", aggs.join(", "))
     } else {

@@ -25,8 +25,10 @@ use super::printer::{self, Dialect, Unprintable};
 use super::yaml::{emit_yaml, is_break, yaml_printable};
 use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
 use crate::ir::{Cmp, Detection, Expr, Field, Glob, GlobTok, Let, Op, Rule, Seg, Value};
+use crate::sources::{forms, project};
 use serde_yaml::{Mapping, Value as Yaml};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 pub const TEMPLATES: &[(&str, &str)] = &[(
     "sigma/rule",
@@ -43,57 +45,97 @@ impl Backend for Sigma {
     fn render(&self, rule: &Rule) -> Result<Rendered, BackendError> {
         let mut out = Rendered::default();
         for (i, det) in rule.detections.iter().enumerate() {
-            // A condition Sigma cannot write loses this document only: the
-            // loss policy decides (it is accepted under `lossy`), and the
-            // other targets and documents are built all the same.
-            if let Err(u) = detection_section(det) {
-                out.losses.push(Loss::unsupported(
-                    &det.stem,
-                    "match (the whole detection: no Sigma rule is written)",
-                    format!("{}: {}", u.construct, u.reason),
-                ));
-                continue;
-            }
-            let (doc, mut losses) = document(rule, i)?;
-            for p in &det.platforms {
-                match served_via(&det.source, p) {
-                    Some(via) => out.coverage.push(super::Coverage {
-                        stem: det.stem.clone(),
-                        source: det.source.clone(),
-                        platform: p.clone(),
-                        via: via.to_string(),
-                        file: format!("{}.yml", det.stem),
-                    }),
-                    None => losses.push(Loss::unsupported(
-                        &det.stem,
-                        format!("platform {p}"),
-                        unserved_reason(&det.source, p),
-                    )),
+            let sf = sigma_forms().get(&det.source);
+            if let Some(sf) = sf {
+                for (p, why) in sf.unserved(&det.platforms, "Sigma") {
+                    out.losses
+                        .push(Loss::unsupported(&det.stem, format!("platform {p}"), why));
                 }
             }
-            let body = emit_yaml(&doc);
-            let back: Yaml = serde_yaml::from_str(&body)?;
-            if back != doc {
-                return Err(BackendError(format!(
-                    "{}: internal error: the Sigma YAML does not read back as written",
-                    det.stem
-                )));
+            let forms: Vec<&SigmaForm> = sf
+                .map(|sf| sf.serving(&det.platforms).collect())
+                .unwrap_or_default();
+            let first = sf.and_then(|sf| sf.forms.first());
+            // The canonical document serves the first form's platforms (or
+            // every platform of a source without forms).
+            let canonical_serves: Vec<String> = match first {
+                Some(f) => f
+                    .platforms
+                    .iter()
+                    .filter(|p| det.platforms.contains(p))
+                    .cloned()
+                    .collect(),
+                None => det.platforms.clone(),
+            };
+            if !canonical_serves.is_empty() {
+                // A condition Sigma cannot write loses this document only: the
+                // loss policy decides (it is accepted under `lossy`), and the
+                // other targets and documents are built all the same.
+                if let Err(u) = detection_section(det) {
+                    out.losses.push(Loss::unsupported(
+                        &det.stem,
+                        "match (the whole detection: no Sigma rule is written)",
+                        format!("{}: {}", u.construct, u.reason),
+                    ));
+                } else {
+                    let (doc, losses) = document(rule, i)?;
+                    let path = format!("{}.yml", det.stem);
+                    write_document(
+                        rule,
+                        det,
+                        &canonical_serves,
+                        context_lines(&canonical_serves),
+                        &doc,
+                        &losses,
+                        &path,
+                        &mut out,
+                    )?;
+                    push_coverage(
+                        det,
+                        &canonical_serves,
+                        first.map(|f| f.label.as_str()),
+                        &path,
+                        &mut out,
+                    );
+                    out.losses.extend(losses);
+                }
             }
-            let mut ctx = tera::Context::new();
-            ctx.insert("rule", &comment_text(&rule.name));
-            ctx.insert("source", &comment_text(&det.source));
-            ctx.insert("platforms", &comment_text(&det.platforms.join(", ")));
-            ctx.insert("context", &context_lines(det));
-            let notes: Vec<Vec<String>> = losses.iter().map(note_lines).collect();
-            ctx.insert("notes", &notes);
-            ctx.insert("body", &body);
-            let contents = super::render_template("sigma/rule", &ctx)?;
-            out.files.push(Artifact {
-                path: format!("{}.yml", det.stem),
-                contents,
-            });
-            out.losses.extend(losses);
+            for form in forms {
+                if first.is_some_and(|f| std::ptr::eq(f, form)) {
+                    continue;
+                }
+                let Some(platform) = form.spec.projection.as_deref() else {
+                    continue;
+                };
+                match projected_document(rule, i, form, platform) {
+                    Ok((doc, losses)) => {
+                        let path = format!("{}__{}.yml", det.stem, form.name);
+                        let served = vec![platform.to_string()];
+                        let context = vec![comment_text(&format!(
+                            "Field names are those of {} as the {} fields name them; the condition is detc's projection of the rule's onto that record (src/sources/projections.yaml).",
+                            project::projection(&det.source, platform)
+                                .map_or("platform's record", |p| p.record.as_str()),
+                            form.spec.service
+                        ))];
+                        write_document(
+                            rule, det, &served, context, &doc, &losses, &path, &mut out,
+                        )?;
+                        push_coverage(det, &served, Some(&form.label), &path, &mut out);
+                        out.losses.extend(losses);
+                    }
+                    Err(loss) => out.losses.push(loss),
+                }
+            }
         }
+        // Documents of one detection share rule-level losses: report each once.
+        let mut seen = Vec::new();
+        out.losses.retain(|l| {
+            let new = !seen.contains(l);
+            if new {
+                seen.push(l.clone());
+            }
+            new
+        });
         Ok(out)
     }
 
@@ -102,6 +144,60 @@ impl Backend for Sigma {
     fn shared(&self, rules: &[&Rule]) -> Result<Vec<Artifact>, BackendError> {
         Ok(super::sigma_pipelines::pipelines(rules))
     }
+}
+
+fn push_coverage(
+    det: &Detection,
+    platforms: &[String],
+    via: Option<&str>,
+    path: &str,
+    out: &mut Rendered,
+) {
+    for p in platforms {
+        out.coverage.push(forms::Coverage {
+            stem: det.stem.clone(),
+            source: det.source.clone(),
+            platform: p.clone(),
+            via: via.unwrap_or("Sigma").to_string(),
+            file: path.to_string(),
+        });
+    }
+}
+
+/// Write one Sigma document, with its notes, through the template.
+#[allow(clippy::too_many_arguments)]
+fn write_document(
+    rule: &Rule,
+    det: &Detection,
+    platforms: &[String],
+    context: Vec<String>,
+    doc: &Yaml,
+    losses: &[Loss],
+    path: &str,
+    out: &mut Rendered,
+) -> Result<(), BackendError> {
+    let body = emit_yaml(doc);
+    let back: Yaml = serde_yaml::from_str(&body)?;
+    if back != *doc {
+        return Err(BackendError(format!(
+            "{}: internal error: the Sigma YAML does not read back as written",
+            det.stem
+        )));
+    }
+    let mut ctx = tera::Context::new();
+    ctx.insert("rule", &comment_text(&rule.name));
+    ctx.insert("source", &comment_text(&det.source));
+    ctx.insert("platforms", &comment_text(&platforms.join(", ")));
+    ctx.insert("context", &context);
+    let notes: Vec<Vec<String>> = losses.iter().map(note_lines).collect();
+    ctx.insert("notes", &notes);
+    ctx.insert("body", &body);
+    let contents = super::render_template("sigma/rule", &ctx)?;
+    out.files.push(Artifact {
+        path: path.to_string(),
+        contents,
+    });
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -117,16 +213,159 @@ pub fn technique_tag(id: &str) -> String {
     format!("attack.{}", id.to_ascii_lowercase())
 }
 
-/// Sigma logsource (product, service) of a source.
+/// A Sigma form's own facts (the shared model of [`crate::sources::forms`],
+/// kept in `src/sources/sigma.yaml`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub product: String,
+    #[serde(default)]
+    pub service: String,
+    /// The platform whose projection turns the condition into one over its record.
+    #[serde(default)]
+    pub projection: Option<String>,
+    /// What the title adds for a form after the first.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Record path -> Sigma field name (a path below a listed one keeps its rest).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+pub type SigmaForm = forms::Form<Spec>;
+
+/// Every source's Sigma forms, keyed by detc source name.
+pub fn sigma_forms() -> &'static forms::TargetForms<Spec> {
+    static FORMS: OnceLock<forms::TargetForms<Spec>> = OnceLock::new();
+    FORMS.get_or_init(|| forms::load("sigma.yaml", include_str!("../sources/sigma.yaml")))
+}
+
+/// Sigma logsource (product, service) of a source: its first form's.
 pub fn logsource(source: &str) -> (String, String) {
-    match source {
-        "kubernetes.audit" => ("kubernetes".into(), "audit".into()),
-        "azure.activity" => ("azure".into(), "activitylogs".into()),
-        other => {
-            let (p, s) = other.split_once('.').unwrap_or((other, ""));
+    match sigma_forms().get(source).and_then(|f| f.forms.first()) {
+        Some(f) => (f.spec.product.clone(), f.spec.service.clone()),
+        None => {
+            let (p, s) = source.split_once('.').unwrap_or((source, ""));
             (p.into(), s.into())
         }
     }
+}
+
+/// A form's Sigma name of a record path.
+fn sigma_name(form: &SigmaForm, f: &Field) -> Option<Field> {
+    let keys: Vec<&str> = f.keys().map(|k| k.unwrap_or("**")).collect();
+    (1..=keys.len()).rev().find_map(|n| {
+        let to = form.spec.fields.get(&keys[..n].join("."))?;
+        let mut segs: Vec<Seg> = to.split('.').map(|k| Seg::Key(k.to_string())).collect();
+        segs.extend(f.0[n..].iter().cloned());
+        Some(Field(segs))
+    })
+}
+
+/// `x cased == "v"` as `x: v` and `x|re: '^v$'`: pySigma's Splunk backend
+/// refuses `|cased`, and a regex is case-sensitive everywhere.
+fn cased_as_regex(e: &Expr) -> Expr {
+    match e {
+        Expr::And(xs) => Expr::And(xs.iter().map(cased_as_regex).collect()),
+        Expr::Or(xs) => Expr::Or(xs.iter().map(cased_as_regex).collect()),
+        Expr::Not(x) => Expr::Not(Box::new(cased_as_regex(x))),
+        Expr::Cmp(c)
+            if c.op == Op::Eq
+                && c.cased
+                && !c.all
+                && c.values.iter().all(|v| matches!(v, Value::Str(_))) =>
+        {
+            let lits: Vec<String> = c
+                .values
+                .iter()
+                .filter_map(|v| project::literal(&v.text(), true).ok())
+                .collect();
+            let mut re = c.clone();
+            re.op = Op::Matches;
+            re.values = vec![Value::Regex(format!("^({})$", lits.join("|")))];
+            // The plain (case-insensitive) value as well: it is implied, and
+            // gives pySigma's Splunk backend a search term (a query made of
+            // `| regex` filters only is written as no query at all).
+            let mut plain = c.clone();
+            plain.cased = false;
+            Expr::And(vec![Expr::Cmp(plain), Expr::Cmp(re)])
+        }
+        other => other.clone(),
+    }
+}
+
+/// The document of a projection form (`<stem>__<form>.yml`): the condition
+/// over the platform's record under the form's logsource. `Err` is the
+/// loss that keeps it from being written.
+fn projected_document(
+    rule: &Rule,
+    index: usize,
+    form: &SigmaForm,
+    platform: &str,
+) -> Result<(Yaml, Vec<Loss>), Loss> {
+    let det = &rule.detections[index];
+    let stem = det.stem.as_str();
+    let construct = format!("match ({} form: no {stem}__{}.yml)", form.name, form.name);
+    let p = project::projection(&det.source, platform).ok_or_else(|| {
+        Loss::unsupported(
+            stem,
+            &construct,
+            format!("no projection of {} onto {platform}", det.source),
+        )
+    })?;
+    let projected = p.project(det, &det.condition).map_err(|errors| {
+        let text: Vec<String> = errors
+            .iter()
+            .map(|(c, why)| format!("{c}: {why}"))
+            .collect();
+        Loss::unsupported(stem, &construct, text.join("; "))
+    })?;
+    if project::constant(&projected) == Some(false) {
+        return Err(Loss::unsupported(
+            stem,
+            &construct,
+            format!("the condition can never hold on {}", p.record),
+        ));
+    }
+    let named = project::rename(&projected, &|f| sigma_name(form, f))
+        .map_err(|why| Loss::unsupported(stem, &construct, why))?;
+    let named = cased_as_regex(&named);
+    let mut projected_det = det.clone();
+    projected_det.lets = Vec::new();
+    projected_det.indicators = Vec::new();
+    projected_det.condition = named;
+    projected_det.output = Default::default();
+    projected_det.platforms = vec![platform.to_string()];
+    detection_section(&projected_det).map_err(|u| {
+        Loss::unsupported(stem, &construct, format!("{}: {}", u.construct, u.reason))
+    })?;
+    let id = super::naming::derived_id(&document_id(rule, index), &format!("sigma:{}", form.name));
+    let title = format!(
+        "{} ({})",
+        super::naming::detection_title(rule, index),
+        form.spec.title.as_deref().unwrap_or(&form.name)
+    );
+    let (doc, mut losses) = document_as(
+        rule,
+        index,
+        &projected_det,
+        (&form.spec.product, &form.spec.service),
+        id,
+        title,
+        vec![document_id(rule, index)],
+    )
+    .map_err(|e| Loss::unsupported(stem, &construct, e.0))?;
+    if !det.output.group_by.is_empty()
+        || !det.output.values.is_empty()
+        || !det.output.summary.is_empty()
+    {
+        losses.push(Loss::not_applicable(
+            stem,
+            format!("fields ({} form)", form.name),
+            "the output fields are canonical fields, which this record holds under other names or only as parts of its text: the document lists none",
+        ));
+    }
+    Ok((doc, losses))
 }
 
 /// The Sigma `id` of detection `index` (see [`super::naming::detection_id`]).
@@ -165,10 +404,32 @@ fn seq_of(items: impl IntoIterator<Item = Yaml>) -> Yaml {
 /// The Sigma document of detection `index` and what it could not express.
 pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendError> {
     let det = &rule.detections[index];
+    let (product, service) = logsource(&det.source);
+    document_as(
+        rule,
+        index,
+        det,
+        (&product, &service),
+        document_id(rule, index),
+        super::naming::detection_title(rule, index),
+        Vec::new(),
+    )
+}
+
+/// The document of `det` (detection `index` of `rule`, or its projection)
+/// under a logsource, id and title; `related` ids come first.
+fn document_as(
+    rule: &Rule,
+    index: usize,
+    det: &Detection,
+    (product, service): (&str, &str),
+    id: String,
+    title: String,
+    first_related: Vec<String>,
+) -> Result<(Yaml, Vec<Loss>), BackendError> {
     let meta = &rule.meta;
     let stem = det.stem.as_str();
     let mut losses = Vec::new();
-    let (product, service) = logsource(&det.source);
 
     let detection = detection_section(det).map_err(|u| {
         BackendError(format!(
@@ -178,11 +439,11 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
     })?;
 
     let mut doc = Mapping::new();
-    let title = super::naming::detection_title(rule, index);
     doc.insert(s("title"), s(&title));
-    doc.insert(s("id"), s(&document_id(rule, index)));
+    doc.insert(s("id"), s(&id));
 
-    let mut related: Vec<(String, &str)> = Vec::new();
+    let mut related: Vec<(String, &str)> =
+        first_related.into_iter().map(|r| (r, "similar")).collect();
     for j in (0..rule.detections.len()).filter(|j| *j != index) {
         related.push((document_id(rule, j), "similar"));
     }
@@ -251,9 +512,9 @@ pub fn document(rule: &Rule, index: usize) -> Result<(Yaml, Vec<Loss>), BackendE
     }
 
     let mut ls = Mapping::new();
-    ls.insert(s("product"), s(&product));
+    ls.insert(s("product"), s(product));
     if !service.is_empty() {
-        ls.insert(s("service"), s(&service));
+        ls.insert(s("service"), s(service));
     }
     doc.insert(s("logsource"), Yaml::Mapping(ls));
     doc.insert(s("detection"), Yaml::Mapping(detection));
@@ -1121,29 +1382,34 @@ fn note_lines(l: &Loss) -> Vec<String> {
     out
 }
 
-/// How a Sigma document reaches a platform's records through pySigma:
-/// the logsource and the shipped pipelines (`pipelines/*.yaml`).
-fn served_via(source: &str, platform: &str) -> Option<&'static str> {
-    Some(match (source, platform) {
-        ("kubernetes.audit", "kubernetes" | "eks") => "logsource kubernetes/audit; pySigma: pipelines/splunk-kubernetes-eks.yaml (Splunk), pipelines/elastic-kubernetes-audit.yaml (Elastic Kubernetes integration)",
-        ("kubernetes.audit", "aks") => "logsource kubernetes/audit; pySigma: pipelines/splunk-aks.yaml (Splunk, spath of properties.log), pipelines/elastic-kubernetes-audit.yaml (Elastic Kubernetes integration, azure-eventhub input)",
-        ("azure.activity", "azure") => "logsource azure/activitylogs; pySigma: pipelines/splunk-azure-activity.yaml (Splunk), pipelines/elastic-azure-activity.yaml (Elastic Azure integration)",
-        _ => return None,
-    })
-}
-
-fn unserved_reason(source: &str, platform: &str) -> String {
-    match (source, platform) {
-        ("kubernetes.audit", "gke") => "GKE records are Cloud Audit LogEntries (Sigma logsource gcp/gcp.audit): the audit Event's verb, objectRef and status exist there only inside protoPayload.methodName and resourceName, which no pySigma pipeline can derive from this document's fields, and detc does not write a gcp/gcp.audit document yet; this document does not match GKE records".into(),
-        _ => format!("no Sigma logsource and pySigma pipeline detc knows reads {platform} records of {source}"),
-    }
-}
-
-fn context_lines(det: &Detection) -> Vec<String> {
-    if !det.platforms.iter().any(|p| p == "aks") {
+fn context_lines(platforms: &[String]) -> Vec<String> {
+    let normalised: Vec<&str> = platforms
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p == "aks")
+        .collect();
+    if normalised.is_empty() {
         return Vec::new();
     }
     vec![comment_text(
         "AKS records hold the audit Event as the JSON string properties.log: convert with pipelines/splunk-aks.yaml for Splunk, or read them through Elastic's Kubernetes integration (azure-eventhub input) with pipelines/elastic-kubernetes-audit.yaml.",
     )]
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+
+    #[test]
+    fn every_form_loads() {
+        assert_eq!(forms::check("sigma", sigma_forms()), Vec::<String>::new());
+        assert_eq!(
+            logsource("kubernetes.audit"),
+            ("kubernetes".to_string(), "audit".to_string())
+        );
+        assert_eq!(
+            logsource("azure.activity"),
+            ("azure".to_string(), "activitylogs".to_string())
+        );
+    }
 }

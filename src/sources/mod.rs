@@ -3,6 +3,7 @@
 
 pub mod forms;
 pub mod normalize;
+pub mod project;
 
 use crate::ir::{Field, Seg};
 pub use crate::ir::{FieldInfo, FieldType};

@@ -80,7 +80,8 @@ pub fn grpc_to_http(code: i64) -> i64 {
     }
 }
 
-fn is_api_version(s: &str) -> bool {
+/// `v1`, `v2beta1`, `v1alpha3`: a methodName part that is an API version.
+pub fn is_api_version(s: &str) -> bool {
     // v1, v2, v1beta1, v2alpha3
     let Some(rest) = s.strip_prefix('v') else {
         return false;
