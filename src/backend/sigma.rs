@@ -865,6 +865,83 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// Under `not`, each selection `s` on fields that may be absent becomes
+    /// `s and not s_absent`, `s_absent` listing `field: null` for each of
+    /// its fields. By Sigma's rules the guard changes nothing (a selection
+    /// on an absent field does not match), but converters that map a
+    /// selection to a three-valued comparison (pySigma's EQL and ES|QL:
+    /// `not x == "v"` is null, so false, when `x` is absent) then keep the
+    /// records without the field, as detc's semantics and every other
+    /// target do. A selection whose maps test different fields, or that is
+    /// itself a `null` test, is left as it is.
+    fn guard(&mut self, e: &Expr, negated: bool) -> Expr {
+        match e {
+            Expr::Not(x) => Expr::Not(Box::new(self.guard(x, true))),
+            Expr::And(xs) => Expr::And(xs.iter().map(|x| self.guard(x, negated)).collect()),
+            Expr::Or(xs) => Expr::Or(xs.iter().map(|x| self.guard(x, negated)).collect()),
+            Expr::Cmp(_) => e.clone(),
+            Expr::Ref(name) if name.starts_with('\u{0}') => {
+                if negated {
+                    if let Some(i) = self.inlined.iter().position(|l| &l.name == name) {
+                        let body = self.inlined[i].expr.clone();
+                        let guarded = self.guard(&body, true);
+                        self.inlined[i].expr = guarded;
+                    }
+                }
+                e.clone()
+            }
+            Expr::Ref(name) => {
+                if !negated {
+                    return e.clone();
+                }
+                let Some(form) = self
+                    .selections
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, f)| f.clone())
+                else {
+                    return e.clone();
+                };
+                let fields_of = |m: &Map| -> BTreeSet<String> {
+                    m.iter()
+                        .map(|(k, _)| k.split('|').next().unwrap_or_default().to_string())
+                        .collect()
+                };
+                let Some(first) = form.first().map(fields_of) else {
+                    return e.clone();
+                };
+                let null_test = form
+                    .iter()
+                    .flatten()
+                    .any(|(_, vs)| vs.iter().any(|v| matches!(v, Yaml::Null)));
+                if null_test || form.iter().any(|m| fields_of(m) != first) {
+                    return e.clone();
+                }
+                // One guard per set of fields, shared by the selections on it.
+                let maps: Form = first
+                    .iter()
+                    .map(|f| vec![(f.clone(), vec![Yaml::Null])])
+                    .collect();
+                let absent = match self
+                    .selections
+                    .iter()
+                    .find(|(n, f)| n.ends_with("_absent") && *f == maps)
+                {
+                    Some((n, _)) => n.clone(),
+                    None => {
+                        let absent = format!("{name}_absent");
+                        if self.taken.contains(&absent) {
+                            return e.clone();
+                        }
+                        self.add(absent.clone(), maps);
+                        absent
+                    }
+                };
+                Expr::And(vec![e.clone(), Expr::Not(Box::new(Expr::Ref(absent)))])
+            }
+        }
+    }
+
     fn add(&mut self, name: String, form: Form) -> Expr {
         self.taken.insert(name.clone());
         self.selections.push((name.clone(), form));
@@ -1305,6 +1382,7 @@ pub fn detection_section(det: &Detection) -> Result<Mapping, Unprintable> {
         Some(form) if !low.taken.contains("selection") => low.add("selection".into(), form),
         _ => low.lower(&det.condition, "selection")?,
     };
+    let condition = low.guard(&condition, false);
     let names: BTreeSet<String> = low.selections.iter().map(|(n, _)| n.clone()).collect();
     let synthetic = Detection {
         lets: std::mem::take(&mut low.inlined),
