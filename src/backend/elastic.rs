@@ -1892,6 +1892,17 @@ fn render_form<'a>(
         Ok(n) => n,
         Err(dropped) => {
             losses.push(Loss::unsupported(stem, whole_loss, whole(&dropped)));
+            // The platforms this form would serve are lost with it.
+            for p in &platforms {
+                losses.push(Loss::unsupported(
+                    stem,
+                    format!("platform {p}"),
+                    format!(
+                        "no Elastic rule reads {p} through the {} form: its condition cannot be written (see the `match` note)",
+                        form.name
+                    ),
+                ));
+            }
             return None;
         }
     };

@@ -77,6 +77,13 @@ impl Backend for Sigma {
                         "match (the whole detection: no Sigma rule is written)",
                         format!("{}: {}", u.construct, u.reason),
                     ));
+                    for p in &canonical_serves {
+                        out.losses.push(Loss::unsupported(
+                            &det.stem,
+                            format!("platform {p}"),
+                            "no Sigma rule reads it: the detection's condition cannot be written (see the `match` note)",
+                        ));
+                    }
                 } else {
                     let (doc, losses) = document(rule, i)?;
                     let path = format!("{}.yml", det.stem);
