@@ -29,7 +29,9 @@
 //!
 //! Needs `.venv/sigma`: run `.ci/setup-validators`.
 
-use detc::backend::sigma::{self, escape_value, glob_value, tactic_tag, technique_tag};
+use detc::backend::sigma::{
+    self, escape_value, glob_value, needs_regex, regex_literal, tactic_tag, technique_tag,
+};
 use detc::backend::{LossKind, Rendered, Target};
 use detc::eval::Evaluator;
 use detc::ir::Glob;
@@ -938,6 +940,9 @@ for name, det in rule.detection.detections.items():
                     # Literal text as is, wildcards as <WILDCARD_MULTI> / <WILDCARD_SINGLE>.
                     text = "".join(x if isinstance(x, str) else "<%s>" % x.name for x in v.s)
                     vals.append({"plain": text, "special": v.contains_special()})
+                elif hasattr(v, "regexp"):
+                    # A regex: its text as written.
+                    vals.append({"regex": v.regexp.original})
                 else:
                     vals.append({"other": str(v)})
             items.append({"field": it.field, "values": vals})
@@ -1020,23 +1025,42 @@ fn hostile_values_round_trip_and_keep_their_sigma_meaning() {
             .map(String::as_str)
             .collect::<Vec<_>>()
     );
-    // ... and the detection values, escaped for Sigma.
+    // ... and the detection values: escaped for Sigma, or, where `sigma
+    // check` would flag the plain string (literal `*`/`?`, control
+    // characters, numbers as text), a literal regex.
     let det = doc["detection"].as_mapping().unwrap();
+    let re_of = |v: &str| format!("^{}$", regex_literal(v));
     assert_eq!(
-        det["eq"]["user.username"].as_str().unwrap(),
-        escape_value(NASTY)
+        det["eq"]["user.username|re|i"].as_str().unwrap(),
+        re_of(NASTY)
     );
-    let verbs: Vec<&str> = str_list(&det["weird"]["verb"]);
+    let weird = det["weird"]
+        .as_sequence()
+        .expect("plain values and regexes");
+    let plain_verbs: Vec<&str> = str_list(&weird[0]["verb"]);
+    let re_verbs: Vec<&str> = str_list(&weird[1]["verb|re|i"]);
     assert_eq!(
-        verbs,
+        plain_verbs,
         hostile_verbs
             .iter()
+            .filter(|v| !needs_regex(v))
             .map(|v| escape_value(v))
             .collect::<Vec<_>>()
     );
     assert_eq!(
-        det["pre"]["userAgent|startswith"].as_str().unwrap(),
-        "\\*lit\\?\\\\"
+        re_verbs,
+        hostile_verbs
+            .iter()
+            .filter(|v| needs_regex(v))
+            .map(|v| re_of(v))
+            .collect::<Vec<_>>()
+    );
+    assert!(re_verbs
+        .iter()
+        .all(|r| !r.chars().any(|c| (c as u32) < 0x20)));
+    assert_eq!(
+        det["pre"]["userAgent|re|i"].as_str().unwrap(),
+        "^\\*lit\\?\\\\"
     );
 
     // PyYAML reads the same data, and pySigma reads the values as literals.
@@ -1055,29 +1079,33 @@ fn hostile_values_round_trip_and_keep_their_sigma_meaning() {
         py["yaml"], ours,
         "PyYAML reads the file differently from serde_yaml\n{text}"
     );
+    // pySigma reads the regexes as regexes, the other values as literals.
     let eq = &py["sigma"]["eq"][0]["values"][0];
-    assert_eq!(
-        eq["special"],
-        json!(false),
-        "escaped wildcards must stay literal: {eq}"
-    );
-    assert_eq!(eq["plain"].as_str().unwrap(), NASTY);
-    let weird = py["sigma"]["weird"][0]["values"].as_array().unwrap();
-    let plain: Vec<&str> = weird.iter().map(|v| v["plain"].as_str().unwrap()).collect();
+    assert_eq!(eq["regex"].as_str().unwrap(), re_of(NASTY), "{eq}");
+    let weird: Vec<&Json> = py["sigma"]["weird"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|it| it["values"].as_array().unwrap())
+        .collect();
+    let plain: Vec<&str> = weird.iter().filter_map(|v| v["plain"].as_str()).collect();
     assert_eq!(
         plain,
-        hostile_verbs.iter().map(String::as_str).collect::<Vec<_>>()
+        hostile_verbs
+            .iter()
+            .filter(|v| !needs_regex(v))
+            .map(String::as_str)
+            .collect::<Vec<_>>()
     );
     assert!(
-        weird.iter().all(|v| v["special"] == json!(false)),
+        weird
+            .iter()
+            .filter(|v| v.get("plain").is_some())
+            .all(|v| v["special"] == json!(false)),
         "{weird:?}"
     );
     let pre = &py["sigma"]["pre"][0]["values"][0];
-    assert_eq!(
-        pre["plain"].as_str().unwrap(),
-        "*lit?\\<WILDCARD_MULTI>",
-        "startswith adds one real wildcard: {pre}"
-    );
+    assert_eq!(pre["regex"].as_str().unwrap(), "^\\*lit\\?\\\\", "{pre}");
 
     // The meaning: sigma-rust and detc agree that the literal value matches
     // and that the same text with a real character where `*` or `?` stood
@@ -1513,9 +1541,18 @@ fn comparisons_map_to_modifiers() {
         let (k, v) = sel.iter().next().unwrap();
         (k.as_str().unwrap().to_string(), v.clone())
     };
+    // A literal `*` is a regex: `sigma check` flags an escaped wildcard.
     assert_eq!(
         one(r#"verb == "a*""#),
-        ("verb".into(), Yaml::String(r"a\*".into()))
+        ("verb|re|i".into(), Yaml::String(r"^a\*$".into()))
+    );
+    assert_eq!(
+        one(r#"verb == "403""#),
+        ("verb|re|i".into(), Yaml::String("^403$".into()))
+    );
+    assert_eq!(
+        one(r#"verb contains "a\tb""#),
+        ("verb|re|i".into(), Yaml::String(r"a\tb".into()))
     );
     assert_eq!(one(r#"verb cased == "A""#).0, "verb|cased");
     assert_eq!(one(r#"verb startswith "a""#).0, "verb|startswith");
@@ -2205,5 +2242,97 @@ mod pipelines {
                 );
             }
         }
+    }
+}
+
+/// `sigma check -i` reports no issue on hostile values either: literal
+/// `*`/`?`, control characters and numbers as text are regexes, and a TLP
+/// tag only one TLP version knows is a reported loss.
+#[test]
+fn sigma_check_reports_no_issue_on_hostile_values() {
+    venv("sigma");
+    let tagged = compile(
+        r#"rule tlp_and_numbers {
+  id = "7c2d9e4b-3a1f-4b8c-9d6e-5f4a3b2c1d0e"
+  title = "TLP and numbers"
+  description = "d"
+  author = "a"
+  date = 2024-01-01
+  status = test
+  severity = low
+  tags = ["tlp.amber", "tlp.white", "tlp.clear", "tlp.bogus"]
+  source kubernetes.audit on [kubernetes] {
+    match objectRef.namespace in ["403", "+7", "1_000", "x*y", "tab\tx"] and userAgent contains all ["a?", "b\u{1}", "c"]
+  }
+  test "m" on kubernetes expect match {"objectRef": {"namespace": "403"}, "userAgent": "a? b\u0001 c"}
+  test "n" on kubernetes expect no match {"objectRef": {"namespace": "404"}, "userAgent": "a? b\u0001 c"}
+}"#,
+    );
+    let r = render(&tagged);
+    for t in ["tlp.white", "tlp.clear", "tlp.bogus"] {
+        assert!(
+            r.losses.iter().any(|l| l.construct == format!("tag {t}")),
+            "{t}: {:?}",
+            r.losses
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sigma");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut n = 0;
+    for rule in [hostile_rule(), tagged.clone()] {
+        for f in render(&rule).files {
+            std::fs::write(out.join(&f.path), &f.contents).unwrap();
+            n += 1;
+        }
+    }
+    let (ok, text) = run(Command::new("bash")
+        .arg(root().join("tests/validators/sigma.sh"))
+        .arg(&out));
+    assert!(ok, "sigma.sh rejected hostile values:\n{text}");
+    assert!(
+        text.contains(&format!("sigma check: OK ({n} rules, 0 errors, 0 issues)")),
+        "{text}"
+    );
+    // And the meaning holds: sigma-rust gives detc's verdicts.
+    let doc: Yaml = serde_yaml::from_str(&render(&tagged).files[0].contents).unwrap();
+    let sr = sigma_rust_rule(&doc);
+    let det = &tagged.detections[0];
+    for (ev, want) in [
+        (
+            json!({"objectRef": {"namespace": "403"}, "userAgent": "A? B\u{1} C"}),
+            true,
+        ),
+        (
+            json!({"objectRef": {"namespace": "1_000"}, "userAgent": "a? b\u{1} c"}),
+            true,
+        ),
+        (
+            json!({"objectRef": {"namespace": "X*Y"}, "userAgent": "a? b\u{1} c"}),
+            true,
+        ),
+        (
+            json!({"objectRef": {"namespace": "xzy"}, "userAgent": "a? b\u{1} c"}),
+            false,
+        ),
+        (
+            json!({"objectRef": {"namespace": "tab\tx"}, "userAgent": "a? b\u{1} c"}),
+            true,
+        ),
+        (
+            json!({"objectRef": {"namespace": "4030"}, "userAgent": "a? b\u{1} c"}),
+            false,
+        ),
+        (
+            json!({"objectRef": {"namespace": "403"}, "userAgent": "a? b c"}),
+            false,
+        ),
+        (
+            json!({"objectRef": {"namespace": "403"}, "userAgent": "aX b\u{1} c"}),
+            false,
+        ),
+    ] {
+        assert_eq!(detc_match(&tagged, det, &ev), want, "detc on {ev}");
+        assert_eq!(sigma_rust_match(&sr, &ev), want, "sigma-rust on {ev}");
     }
 }

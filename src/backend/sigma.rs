@@ -7,7 +7,11 @@
 //!   inlined into the condition. The condition is then printed by the shared
 //!   [`printer`] with a dialect whose references are selection names.
 //! - Values: plain Sigma values are case-insensitive and treat `*` `?` as
-//!   wildcards, so literal `*` `?` `\` are escaped with `\`; `cased` is
+//!   wildcards, so a literal `\` is escaped with `\`. A value `sigma check`
+//!   would flag as a plain string (a literal `*` or `?`, a control
+//!   character, text Python reads as a number) is written as a literal
+//!   regex instead (`x|re|i: '^a\*b$'`, anchored for `==`, `startswith`,
+//!   `endswith`), so the output has no `sigma check` issue; `cased` is
 //!   `|cased`, `like` globs become plain wildcard values (or
 //!   `startswith`/`endswith`/`contains` when that is what they say),
 //!   `matches` is `|re|i` (`|re` when cased), `x != v` is "present and not
@@ -17,6 +21,11 @@
 //!   It does not use `serde_yaml::to_string`: that writes `yes`, `on`,
 //!   `1_000`, `12:30:00` or `=` unquoted, which YAML 1.1 readers such as
 //!   PyYAML (used by pySigma) read as booleans, numbers or tags.
+//! - Negated selections carry their fields' `null` guards (`not (s and not
+//!   s_absent)`): neutral by Sigma's rules, and they keep pySigma's
+//!   three-valued EQL and ES|QL from dropping records without the field.
+//! - TLP tags: only the levels both TLP 1.0 and 2.0 know (green, amber,
+//!   red); any other is a reported loss.
 //! - Losses (indicators, output settings without a Sigma place, free tags,
 //!   the runbook) are returned and written as `# ` comments at the top of
 //!   each file, through the `sigma/rule` template.
@@ -383,6 +392,9 @@ pub fn document_id(rule: &Rule, index: usize) -> String {
 /// Sigma tag namespaces that pySigma accepts.
 const TAG_NAMESPACES: &[&str] = &["attack", "car", "cve", "d3fend", "detection", "stp", "tlp"];
 
+/// TLP levels both of pySigma's TLP validators (1.0 and 2.0) accept.
+const TLP_LEVELS: &[&str] = &["green", "amber", "red"];
+
 fn valid_free_tag(tag: &str) -> bool {
     let Some((ns, name)) = tag.split_once('.') else {
         return false;
@@ -502,7 +514,16 @@ fn document_as(
     }
     tags.extend(meta.techniques.iter().map(|t| technique_tag(t)));
     for t in &meta.tags {
-        if valid_free_tag(t) {
+        if let Some(level) = t.strip_prefix("tlp.").filter(|l| !TLP_LEVELS.contains(l)) {
+            losses.push(Loss::not_applicable(
+                stem,
+                format!("tag {t}"),
+                format!(
+                    "`{level}` is not a TLP level every Sigma validator accepts: pySigma checks TLP 1.0 (white, green, amber, red) and 2.0 (clear, green, amber, amber-strict, red), and only {} are in both",
+                    TLP_LEVELS.join(", ")
+                ),
+            ));
+        } else if valid_free_tag(t) {
             tags.push(t.clone());
         } else {
             losses.push(Loss::not_applicable(
@@ -749,6 +770,41 @@ pub fn escape_value(v: &str) -> String {
     out
 }
 
+/// A string value that `sigma check` reports when written as a plain
+/// Sigma string: a literal `*` or `?` (EscapedWildcardIssue), a control
+/// character (ControlCharacterIssue), or text Python's `int()` reads as a
+/// number (NumberAsStringIssue). Such values are written as `|re` regexes
+/// instead, which say the same and carry none of those issues.
+pub fn needs_regex(v: &str) -> bool {
+    let numeric = !v.is_empty()
+        && !v.contains(' ')
+        && v.chars().any(char::is_numeric)
+        && v.trim()
+            .chars()
+            .all(|c| c.is_numeric() || matches!(c, '_' | '+' | '-'));
+    numeric
+        || v.chars()
+            .any(|c| matches!(c, '*' | '?') || (c as u32) < 0x20 || c == '\u{7f}')
+}
+
+/// `v` as a regex matching it literally: metacharacters escaped, control
+/// characters as `\xHH` (no raw control character in the YAML).
+pub fn regex_literal(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 8);
+    for c in v.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push_str(&regex_syntax::escape(&c.to_string())),
+        }
+    }
+    out
+}
+
 /// How a `like` glob is written in Sigma: the modifier that states it best
 /// (`None` for a plain wildcard value) and the Sigma value.
 pub fn glob_value(glob: &Glob) -> (Option<&'static str>, String) {
@@ -963,7 +1019,13 @@ impl<'a> Lowering<'a> {
         if c.op == Op::Exists {
             return Ok(None);
         }
-        if c.values.len() > 1 && c.all && c.op != Op::Contains {
+        // `|contains|all` cannot hold a value written as a regex (`|re|all`
+        // is an issue for `sigma check`): then each value is its own item.
+        let awkward = c.values.iter().any(|v| match v {
+            Value::Str(x) => needs_regex(x),
+            _ => false,
+        });
+        if c.values.len() > 1 && c.all && (c.op != Op::Contains || awkward) {
             return Ok(Some(Expr::And(
                 c.values.iter().map(|v| Expr::Cmp(single(c, v))).collect(),
             )));
@@ -1035,7 +1097,18 @@ impl<'a> Lowering<'a> {
                     .values
                     .iter()
                     .filter_map(|v| match v {
-                        Value::Str(x) | Value::Regex(x) => Some(Yaml::String(escape_value(x))),
+                        Value::Str(x) if !needs_regex(x) => Some(Yaml::String(escape_value(x))),
+                        Value::Regex(x) => Some(Yaml::String(escape_value(x))),
+                        _ => None,
+                    })
+                    .collect();
+                let res: Vec<Yaml> = c
+                    .values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Str(x) if needs_regex(x) => {
+                            Some(Yaml::String(format!("^{}$", regex_literal(x))))
+                        }
                         _ => None,
                     })
                     .collect();
@@ -1053,6 +1126,10 @@ impl<'a> Lowering<'a> {
                     let mut mods = Vec::new();
                     cased(&mut mods);
                     form.push(vec![(key(&name, &mods), strs)]);
+                }
+                if !res.is_empty() {
+                    let mods: &[&str] = if c.cased { &["re"] } else { &["re", "i"] };
+                    form.push(vec![(key(&name, mods), res)]);
                 }
                 if !others.is_empty() {
                     form.push(vec![(name.clone(), others)]);
@@ -1089,16 +1166,52 @@ impl<'a> Lowering<'a> {
                 };
                 let mut mods = vec![m];
                 cased(&mut mods);
-                if c.all && c.values.len() > 1 {
+                let all = c.all && c.values.len() > 1;
+                if all {
                     mods.push("all");
                 }
-                one_map(
-                    key(&name, &mods),
-                    c.values
-                        .iter()
-                        .map(|v| Yaml::String(escape_value(&text(v))))
-                        .collect(),
-                )
+                // Values `sigma check` would flag become regexes (see
+                // `needs_regex`); under `all` the regexes are ANDed items of
+                // one map, otherwise a second map ORed with the plain values.
+                let (awkward, plain): (Vec<&Value>, Vec<&Value>) =
+                    c.values.iter().partition(|v| needs_regex(&text(v)));
+                let re = |v: &Value| {
+                    let lit = regex_literal(&text(v));
+                    Yaml::String(match c.op {
+                        Op::StartsWith => format!("^{lit}"),
+                        Op::EndsWith => format!("{lit}$"),
+                        _ => lit,
+                    })
+                };
+                let re_mods: &[&str] = if c.cased { &["re"] } else { &["re", "i"] };
+                let mut map: Map = Vec::new();
+                if !plain.is_empty() {
+                    map.push((
+                        key(&name, &mods),
+                        plain
+                            .iter()
+                            .map(|v| Yaml::String(escape_value(&text(v))))
+                            .collect(),
+                    ));
+                }
+                if awkward.is_empty() {
+                    vec![map]
+                } else if all {
+                    // `expand` splits an `all` list that holds such a value.
+                    return Err(bad(
+                        "internal: an `all` list with a regex value was not expanded".into(),
+                    ));
+                } else {
+                    let mut form = Vec::new();
+                    if !map.is_empty() {
+                        form.push(map);
+                    }
+                    form.push(vec![(
+                        key(&name, re_mods),
+                        awkward.into_iter().map(re).collect(),
+                    )]);
+                    form
+                }
             }
             Op::Like => {
                 // Group the globs by the modifier that writes them.
