@@ -54,6 +54,9 @@ pub struct Outcome {
     pub result: Result<(Vec<String>, Vec<Kept>), BackendError>,
     /// Which file serves which platform of each detection (empty on error).
     pub coverage: Vec<Covered>,
+    /// Files whose rendered condition gives another verdict than the
+    /// rule's on some of its tests: (file, the tests).
+    pub verdicts: Vec<(String, Vec<String>)>,
 }
 
 /// A coverage row as the build keeps it: the integration label is shared
@@ -278,8 +281,54 @@ fn build_rule(
             render_with(&versioned, target, &opts.settings)
         };
         let mut coverage = Vec::new();
+        let mut verdicts = Vec::new();
         let result = match rendered {
             Ok(r) => {
+                // The tests on what each file actually tests: a change must be
+                // reported by the backend as a `match` loss.
+                let mut silent = Vec::new();
+                for c in &r.conditions {
+                    let Some(det) = rule.detections.iter().find(|d| d.stem == c.stem) else {
+                        continue;
+                    };
+                    if c.expr == det.condition {
+                        continue;
+                    }
+                    let changes = crate::eval::verdict_changes(
+                        rule,
+                        det,
+                        &c.platforms,
+                        &det.inlined(&det.condition),
+                        &det.inlined(&c.expr),
+                    );
+                    if changes.is_empty() {
+                        continue;
+                    }
+                    let reported = r.losses.iter().any(|l| {
+                        l.stem == c.stem
+                            && l.kind == LossKind::Unsupported
+                            && l.construct.starts_with("match")
+                    });
+                    if !reported {
+                        silent.push(format!(
+                            "{}: {target}: internal error: {} changes the verdict of the tests {} without reporting it",
+                            rule.name,
+                            c.file,
+                            changes.join(", ")
+                        ));
+                    }
+                    verdicts.push((c.file.clone(), changes));
+                }
+                if let Some(e) = silent.into_iter().next() {
+                    targets.push(Outcome {
+                        rule: rule.name.clone(),
+                        target,
+                        result: Err(BackendError(e)),
+                        coverage: Vec::new(),
+                        verdicts: Vec::new(),
+                    });
+                    continue;
+                }
                 coverage = r
                     .coverage
                     .into_iter()
@@ -308,6 +357,7 @@ fn build_rule(
             target,
             result,
             coverage,
+            verdicts,
         });
     }
     Ok(RuleResult {
@@ -653,6 +703,25 @@ pub fn report(rows: &[Outcome], opts: &Options) -> String {
         }
     }
     s.push_str(&coverage(rows, opts));
+    let changed: Vec<_> = rows.iter().filter(|r| !r.verdicts.is_empty()).collect();
+    s.push_str("\n## Verdict changes\n\nThe rule's tests run on the condition each generated file actually tests (what is left where a target drops a part). ");
+    if changed.is_empty() {
+        s.push_str("No file gives another verdict than the rule.\n");
+    } else {
+        s.push_str("These files give another verdict on the tests named (accepted: the rule is `lossy` for the target, and the file's notes say what was dropped):\n\n| rule | target | file | tests |\n|---|---|---|---|\n");
+        for r in changed {
+            for (file, tests) in &r.verdicts {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | `{}` | {} |",
+                    r.rule,
+                    r.target,
+                    cell(file),
+                    cell(&tests.join(", "))
+                );
+            }
+        }
+    }
     s.push_str("\n## Notes\n\nEach distinct note once per target, with the rules it applies to.\n");
     if notes.is_empty() {
         s.push_str("\nNone: every construct was rendered exactly.\n");
@@ -729,6 +798,9 @@ struct JsonResult<'a> {
     losses: Vec<JsonLoss<'a>>,
     /// Which file serves which platform of each detection, through which integration.
     coverage: Vec<JsonCoverage<'a>>,
+    /// Files whose rendered condition changes test verdicts: file -> tests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    verdict_changes: Vec<(&'a str, &'a [String])>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
@@ -793,6 +865,11 @@ pub fn report_json(rows: &[Outcome], opts: &Options) -> String {
                         via: &c.via,
                         file: &c.file,
                     })
+                    .collect(),
+                verdict_changes: r
+                    .verdicts
+                    .iter()
+                    .map(|(f, t)| (f.as_str(), t.as_slice()))
                     .collect(),
                 error,
             }

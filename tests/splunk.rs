@@ -1270,3 +1270,71 @@ fn security_content_switch_leaves_out_their_data_sources_and_story() {
         .files
         .contains_key("splunk/data_sources/gke_kubernetes_audit.yml"));
 }
+
+/// The build runs each rule's tests on the condition the Splunk search
+/// actually holds: a dropped conjunct that changes a verdict is reported in
+/// the file's notes, in REPORT.md's verdict changes, and needs `lossy`.
+#[test]
+fn a_dropped_conjunct_that_changes_a_verdict_is_reported_and_needs_lossy() {
+    let text = |lossy: &str| {
+        format!(
+            r#"rule splunk_verdicts {{
+  id = "00000000-0000-4000-8000-0000000000f1"
+  title = "Splunk verdicts"
+  description = "d"
+  author = "a"
+  date = 2024-01-01
+  status = test
+  severity = medium
+  {lossy}
+  source kubernetes.audit on [kubernetes] {{
+    match verb == "create" and requestObject.**.privileged == true
+  }}
+  test "privileged" on kubernetes expect match {{"verb": "create", "requestObject": {{"spec": {{"privileged": true}}}}}}
+  test "plain" on kubernetes expect no match {{"verb": "create", "requestObject": {{"spec": {{}}}}}}
+}}
+"#
+        )
+    };
+    let strict = compile(&text(""));
+    let b = detc::build::build(
+        &[&strict],
+        &detc::build::Options {
+            targets: vec![Target::Splunk],
+            ..Default::default()
+        },
+    );
+    assert!(
+        b.errors
+            .iter()
+            .any(|e| e.contains("match (test verdicts)") && e.contains("\"plain\"")),
+        "{:?}",
+        b.errors
+    );
+    let lossy = compile(&text("lossy = [splunk]"));
+    let b = detc::build::build(
+        &[&lossy],
+        &detc::build::Options {
+            targets: vec![Target::Splunk],
+            ..Default::default()
+        },
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let report = &b.files["REPORT.md"];
+    assert!(
+        report.contains(
+            "| splunk_verdicts | splunk | `detections/splunk_verdicts.yml` | \"plain\" |"
+        ),
+        "{report}"
+    );
+    let det = b
+        .files
+        .iter()
+        .find(|(p, _)| p.starts_with("splunk/detections/"))
+        .unwrap()
+        .1;
+    assert!(
+        det.contains("another verdict on the tests \"plain\""),
+        "{det}"
+    );
+}

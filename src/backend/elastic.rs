@@ -1333,36 +1333,6 @@ fn dropped_text(lang: &Lang, dropped: &[(String, String)]) -> String {
     )
 }
 
-/// The rule's tests on `det` whose verdict changes when `full` is narrowed to `kept`.
-fn verdict_changes(
-    rule: &Rule,
-    det: &Detection,
-    platforms: &[String],
-    full: &Expr,
-    kept: &Expr,
-) -> Vec<String> {
-    let mut ev = crate::eval::Evaluator::new();
-    let mut out = Vec::new();
-    for t in rule
-        .tests
-        .iter()
-        .filter(|t| det.platforms.contains(&t.platform) && platforms.contains(&t.platform))
-    {
-        let mut before = false;
-        let mut after = false;
-        for record in crate::sources::normalize::records((*t.event).clone()) {
-            if let Some(event) = crate::sources::normalize::normalize(&t.platform, &record) {
-                before |= ev.eval(det, full, &event);
-                after |= ev.eval(det, kept, &event);
-            }
-        }
-        if before != after {
-            out.push(format!("\"{}\"", t.name));
-        }
-    }
-    out
-}
-
 fn changes_text(what: &str, changes: &[String]) -> String {
     if changes.is_empty() {
         format!("; no test of this rule changes verdict for {what}")
@@ -1750,6 +1720,8 @@ struct FormOut<'a> {
     name: String,
     main: String,
     companions: Vec<(&'a crate::ir::Indicator, String)>,
+    /// The canonical condition the main query tests (narrowed, if it was).
+    kept: Expr,
 }
 
 /// How a form's query reads an expression of the detection: the canonical
@@ -1935,7 +1907,13 @@ fn render_form<'a>(
         format!("{stem}__{}", form.name)
     };
     if !cond.dropped.is_empty() {
-        let changes = verdict_changes(rule, det, tested, &det.inlined(&det.condition), &cond.expr);
+        let changes = crate::eval::verdict_changes(
+            rule,
+            det,
+            tested,
+            &det.inlined(&det.condition),
+            &cond.expr,
+        );
         losses.push(Loss::unsupported(
             stem,
             in_form("match (narrowed)", form, first),
@@ -1975,7 +1953,7 @@ fn render_form<'a>(
                 if !n.dropped.is_empty() {
                     let full = Expr::And(vec![det.inlined(&det.condition), det.inlined(&ind.expr)]);
                     let kept = Expr::And(vec![cond.expr.clone(), n.expr.clone()]);
-                    let changes = verdict_changes(rule, det, tested, &full, &kept);
+                    let changes = crate::eval::verdict_changes(rule, det, tested, &full, &kept);
                     losses.push(Loss::unsupported(
                         stem,
                         in_form(format!("indicator {} (narrowed)", ind.name), form, first),
@@ -2030,6 +2008,7 @@ fn render_form<'a>(
         name,
         main,
         companions,
+        kept: cond.expr.clone(),
     })
 }
 
@@ -2175,6 +2154,18 @@ fn render_detection(
                 file: format!("{}.toml", f.base),
             });
         }
+        out.conditions.push(super::RenderedCondition {
+            stem: stem.to_string(),
+            file: format!("{}.toml", f.base),
+            platforms: f
+                .form
+                .platforms
+                .iter()
+                .filter(|p| det.platforms.contains(p))
+                .cloned()
+                .collect(),
+            expr: f.kept.clone(),
+        });
         for (ind, q) in &f.companions {
             let sev = rule.meta.severity.max(ind.severity);
             let id = uuid::Uuid::new_v5(

@@ -140,6 +140,24 @@ pub struct Rendered {
     /// integration (the coverage matrix). A platform of a detection with no
     /// row here must have an `unsupported` loss naming it.
     pub coverage: Vec<Coverage>,
+    /// The condition each generated file actually tests, in the source's
+    /// canonical fields: the detection's own, or what is left of it where
+    /// the target dropped a part. The build runs the rule's tests on each
+    /// and refuses a verdict change that no `match` loss reports.
+    #[serde(skip)]
+    pub conditions: Vec<RenderedCondition>,
+}
+
+/// See [`Rendered::conditions`].
+#[derive(Debug, Clone)]
+pub struct RenderedCondition {
+    /// The detection's output stem.
+    pub stem: String,
+    /// The file, relative to `dist/<target>/`.
+    pub file: String,
+    /// The platforms whose tests the file answers for.
+    pub platforms: Vec<String>,
+    pub expr: crate::ir::Expr,
 }
 
 /// Build-wide settings some backends read (`detc build --panther-log-type`).

@@ -133,6 +133,13 @@ impl Backend for Panther {
                     file: format!("rules/{}.yml", det.stem),
                 });
             }
+            // The Python tests the whole condition.
+            out.conditions.push(super::RenderedCondition {
+                stem: det.stem.clone(),
+                file: format!("rules/{}.py", det.stem),
+                platforms: types.iter().map(|(p, _)| p.clone()).collect(),
+                expr: det.condition.clone(),
+            });
             out.files.push(Artifact {
                 path: format!("rules/{}.py", det.stem),
                 contents: py,

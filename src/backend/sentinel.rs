@@ -862,6 +862,18 @@ fn render_form(
         version: format!("1.0.{}", rule.meta.version.saturating_sub(1)),
     };
     let base = format!("{stem}__{}", form.name);
+    // A Sentinel rule holds the whole condition (a form that cannot is not written).
+    out.conditions.push(super::RenderedCondition {
+        stem: stem.to_string(),
+        file: format!("{base}.yaml"),
+        platforms: form
+            .platforms
+            .iter()
+            .filter(|p| det.platforms.contains(p))
+            .cloned()
+            .collect(),
+        expr: det.condition.clone(),
+    });
     for p in form.platforms.iter().filter(|p| det.platforms.contains(p)) {
         out.coverage.push(forms::Coverage {
             stem: stem.to_string(),

@@ -178,6 +178,13 @@ fn push_coverage(
             file: path.to_string(),
         });
     }
+    // Sigma writes the whole condition or no document.
+    out.conditions.push(super::RenderedCondition {
+        stem: det.stem.clone(),
+        file: path.to_string(),
+        platforms: platforms.to_vec(),
+        expr: det.condition.clone(),
+    });
 }
 
 /// Write one Sigma document, with its notes, through the template.

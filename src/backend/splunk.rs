@@ -340,6 +340,36 @@ fn render_detection(
         rename: &spec.rename,
     };
     let q = build_query(det, spec, &fields, &filter, &mut losses)?;
+    if q.dropped {
+        let changes = crate::eval::verdict_changes(
+            rule,
+            det,
+            &form.platforms,
+            &det.inlined(&det.condition),
+            &det.inlined(&q.kept),
+        );
+        if !changes.is_empty() {
+            losses.push(Loss::unsupported(
+                stem,
+                "match (test verdicts)",
+                format!(
+                    "without the conditions left out, the search gives another verdict on the tests {}",
+                    changes.join(", ")
+                ),
+            ));
+        }
+    }
+    out.conditions.push(super::RenderedCondition {
+        stem: stem.to_string(),
+        file: format!("detections/{file_stem}.yml"),
+        platforms: form
+            .platforms
+            .iter()
+            .filter(|p| det.platforms.contains(p))
+            .cloned()
+            .collect(),
+        expr: q.kept.clone(),
+    });
     let alert = alert_settings(rule, det, &q, &mut losses);
     metadata_losses(rule, det, &mut losses);
 
@@ -1011,6 +1041,11 @@ impl Dialect for WhereExpr<'_> {
 /// The search, stage by stage, and the output columns it produces.
 pub struct Query {
     pub stages: Vec<String>,
+    /// The conjuncts of the match the search holds (all, unless some could
+    /// not be written), as the condition the search tests.
+    pub kept: Expr,
+    /// Whether a conjunct was left out.
+    pub dropped: bool,
     /// Output field -> Splunk column after `stats` and `rename`.
     columns: Vec<(Field, String)>,
 }
@@ -1078,6 +1113,8 @@ pub fn build_query(
     let stem = det.stem.as_str();
     let mut parts = Vec::new();
     conjuncts(det, &det.condition, &mut parts);
+    let mut kept: Vec<Expr> = Vec::new();
+    let mut dropped = false;
     let (mut terms, mut wheres) = (Vec::new(), Vec::new());
     let search = SearchTerms { fields };
     let post = WhereExpr { fields };
@@ -1090,19 +1127,28 @@ pub fn build_query(
             }
         };
         match printer::print(&search, det, part) {
-            Ok(s) => terms.push(wrap(s)),
+            Ok(s) => {
+                terms.push(wrap(s));
+                kept.push(part.clone());
+            }
             Err(_) => match printer::print(&post, det, part) {
-                Ok(s) => wheres.push(wrap(s)),
+                Ok(s) => {
+                    wheres.push(wrap(s));
+                    kept.push(part.clone());
+                }
                 // The whole conjunct is replaced by "true": say which one,
                 // and that the search then matches whether it holds or not.
-                Err(u) => losses.push(Loss::unsupported(
+                Err(u) => {
+                    dropped = true;
+                    losses.push(Loss::unsupported(
                     stem,
                     format!("match condition `{}`", det.inlined(part)),
                     format!(
                         "`{}` cannot be written ({}): the whole condition is left out of the Splunk search, which then matches whether it holds or not",
                         u.construct, u.reason
                     ),
-                )),
+                    ))
+                }
             },
         }
     }
@@ -1247,7 +1293,16 @@ pub fn build_query(
         stages.push(format!("rename {}", list.join(", ")));
     }
     stages.push(format!("`{filter}`"));
-    Ok(Query { stages, columns })
+    Ok(Query {
+        stages,
+        columns,
+        kept: if dropped {
+            Expr::And(kept)
+        } else {
+            det.condition.clone()
+        },
+        dropped,
+    })
 }
 
 // ------------------------------------------------------------- alerting

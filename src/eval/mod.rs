@@ -291,6 +291,37 @@ pub struct TestResult {
     pub verdict: Verdict,
 }
 
+/// The tests of `det` (on `platforms`) whose verdict differs between the
+/// condition `full` and `kept` (what a target rendered), as `"name"` texts.
+pub fn verdict_changes(
+    rule: &Rule,
+    det: &Detection,
+    platforms: &[String],
+    full: &Expr,
+    kept: &Expr,
+) -> Vec<String> {
+    let mut ev = Evaluator::new();
+    let mut out = Vec::new();
+    for t in rule
+        .tests
+        .iter()
+        .filter(|t| det.platforms.contains(&t.platform) && platforms.contains(&t.platform))
+    {
+        let mut before = false;
+        let mut after = false;
+        for record in crate::sources::normalize::records_ref(&t.event) {
+            if let Some(event) = crate::sources::normalize::normalize(&t.platform, record) {
+                before |= ev.eval(det, full, &event);
+                after |= ev.eval(det, kept, &event);
+            }
+        }
+        if before != after {
+            out.push(format!("\"{}\"", t.name));
+        }
+    }
+    out
+}
+
 /// Run a rule's tests through the evaluator.
 pub fn run_tests(rule: &Rule) -> Vec<TestResult> {
     let mut ev = Evaluator::new();
