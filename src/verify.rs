@@ -243,7 +243,12 @@ impl Report {
                     None => String::new(),
                     Some(Cell::Agrees { verdict }) => verdict.clone(),
                     Some(Cell::Disagrees { verdict, detail }) => {
-                        disagreements.push(format!("{} / {} / {}: {detail}", r.rule, r.test, e.name()));
+                        disagreements.push(format!(
+                            "{} / {} / {}: {detail}",
+                            r.rule,
+                            r.test,
+                            e.name()
+                        ));
                         format!("**DISAGREES: {verdict}**")
                     }
                     Some(Cell::Lossy { verdict, detail }) => {
@@ -272,7 +277,8 @@ impl Report {
             }
         }
         let t = self.tally();
-        let _ = writeln!(
+        let _ =
+            writeln!(
             out,
             "\n{} tests: {} verdicts agree, {} disagree, {} accepted losses, {} not checked{}{}",
             t.tests,
@@ -377,7 +383,10 @@ fn cell(obs: &[(String, usize, Obs)], reference: &[Verdict]) -> Cell {
                 problem,
                 narrowed,
             } => {
-                let got_ind = indicators.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
+                let got_ind = indicators
+                    .as_ref()
+                    .map(|(_, g)| g.clone())
+                    .unwrap_or_default();
                 if *matched && !any_match {
                     any_match = true;
                     shown = got_ind.clone();
@@ -611,7 +620,10 @@ fn run_json(
 fn renders(rules: &[&Rule], target: Target) -> Vec<Result<Rendered, String>> {
     rules
         .iter()
-        .map(|r| crate::build::render(r, target).map_err(|e| format!("{} cannot render: {e}", target.name())))
+        .map(|r| {
+            crate::build::render(r, target)
+                .map_err(|e| format!("{} cannot render: {e}", target.name()))
+        })
         .collect()
 }
 
@@ -669,9 +681,11 @@ impl Ctx<'_> {
                 Ok(r) => r,
                 Err(e) => {
                     for ti in 0..rule.tests.len() {
-                        obs.entry((ri, ti))
-                            .or_default()
-                            .push(("rule".into(), 0, Obs::NotChecked(e.clone())));
+                        obs.entry((ri, ti)).or_default().push((
+                            "rule".into(),
+                            0,
+                            Obs::NotChecked(e.clone()),
+                        ));
                     }
                     continue;
                 }
@@ -755,7 +769,11 @@ impl Ctx<'_> {
                         // The severity, which Panther alone raises with the indicators.
                         let mut ev = Evaluator::new();
                         let want = ev
-                            .eval_record(rule, &rule.tests[*ti].platform, &records_ref(&rule.tests[*ti].event)[*i])
+                            .eval_record(
+                                rule,
+                                &rule.tests[*ti].platform,
+                                &records_ref(&rule.tests[*ti].event)[*i],
+                            )
                             .unwrap_or_else(|| no_match(rule));
                         let want_sev = if want.indicators.is_empty() {
                             "DEFAULT"
@@ -764,7 +782,10 @@ impl Ctx<'_> {
                         };
                         let problem = (matched && want.matched && got["severity"] != want_sev)
                             .then(|| {
-                                format!("severity: reference {want_sev}, engine {}", got["severity"])
+                                format!(
+                                    "severity: reference {want_sev}, engine {}",
+                                    got["severity"]
+                                )
                             });
                         Obs::Verdict {
                             matched,
@@ -873,11 +894,11 @@ impl Ctx<'_> {
             Engine::Esql => ("esql", "esql_eval.py", "esql"),
             _ => ("eql", "eql_eval.py", "panther"),
         };
-        let narrow: fn(&Detection, &Expr) -> Result<Narrowed, Vec<(String, String)>> =
-            match engine {
-                Engine::Esql => crate::backend::esql::narrowed,
-                _ => elastic::narrowed,
-            };
+        let narrow: fn(&Detection, &Expr) -> Result<Narrowed, Vec<(String, String)>> = match engine
+        {
+            Engine::Esql => crate::backend::esql::narrowed,
+            _ => elastic::narrowed,
+        };
         let mut obs = Observations::new();
         let rendered = renders(self.rules, target);
         // One job per query file: (query, documents, types, table).
@@ -924,7 +945,10 @@ impl Ctx<'_> {
                     .get(&det.source)
                     .and_then(|s| s.forms.iter().find(|f| f.platforms.contains(&t.platform)));
                 let Some(form) = form else {
-                    push(0, Obs::NotChecked(format!("no Elastic form serves {}", t.platform)));
+                    push(
+                        0,
+                        Obs::NotChecked(format!("no Elastic form serves {}", t.platform)),
+                    );
                     continue;
                 };
                 let projected = form.spec.projection.is_some();
@@ -945,7 +969,13 @@ impl Ctx<'_> {
                     }))
                 };
                 let Some(main) = job(format!("{base}.{ext}"), &mut jobs) else {
-                    push(0, Obs::NotChecked(format!("no {base}.{ext} among the {} files", target.name())));
+                    push(
+                        0,
+                        Obs::NotChecked(format!(
+                            "no {base}.{ext} among the {} files",
+                            target.name()
+                        )),
+                    );
                     continue;
                 };
                 let companions: Vec<(String, usize)> = det
@@ -989,24 +1019,22 @@ impl Ctx<'_> {
                     // The evaluator on what the target renders (the narrowed condition),
                     // when the rule accepts the loss that names this test.
                     let narrowed = match (accepted, named, projected) {
-                        (true, Some(loss), false) => {
-                            normalize(&t.platform, record).map(|e| {
-                                let keeps = |x: &Expr, ev: &mut Evaluator| {
-                                    narrow(det, x).is_ok_and(|n| ev.eval(det, &n.expr, &e))
-                                };
-                                let m = keeps(&det.condition, &mut ev);
-                                let inds = if m {
-                                    det.indicators
-                                        .iter()
-                                        .filter(|ind| keeps(&ind.expr, &mut ev))
-                                        .map(|ind| ind.name.clone())
-                                        .collect()
-                                } else {
-                                    Vec::new()
-                                };
-                                (m, inds, format!("reported as `{}`", loss.construct))
-                            })
-                        }
+                        (true, Some(loss), false) => normalize(&t.platform, record).map(|e| {
+                            let keeps = |x: &Expr, ev: &mut Evaluator| {
+                                narrow(det, x).is_ok_and(|n| ev.eval(det, &n.expr, &e))
+                            };
+                            let m = keeps(&det.condition, &mut ev);
+                            let inds = if m {
+                                det.indicators
+                                    .iter()
+                                    .filter(|ind| keeps(&ind.expr, &mut ev))
+                                    .map(|ind| ind.name.clone())
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            (m, inds, format!("reported as `{}`", loss.construct))
+                        }),
                         _ => None,
                     };
                     let mut at = |j: usize| {
@@ -1166,7 +1194,14 @@ impl Ctx<'_> {
                                 jobs.len() - 1
                             });
                         jobs[j].2.push(record.clone());
-                        pending.push((ri, ti, i, format!("record {i}, {table}"), j, jobs[j].2.len() - 1));
+                        pending.push((
+                            ri,
+                            ti,
+                            i,
+                            format!("record {i}, {table}"),
+                            j,
+                            jobs[j].2.len() - 1,
+                        ));
                     }
                 }
             }
@@ -1189,7 +1224,10 @@ impl Ctx<'_> {
                 Err(e) => Obs::Failed(e.clone()),
                 Ok(a) => {
                     let res = &a["results"][j];
-                    match (res.get("error").and_then(Json::as_str), res["verdicts"][k].as_str()) {
+                    match (
+                        res.get("error").and_then(Json::as_str),
+                        res["verdicts"][k].as_str(),
+                    ) {
                         (Some(e), _) => Obs::Failed(format!("kql_eval.py: {e}")),
                         (None, Some("true")) => Obs::Verdict {
                             matched: true,

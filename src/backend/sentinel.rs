@@ -1081,4 +1081,3 @@ mod tests {
         assert_eq!(forms::check("sentinel", tables()), Vec::<String>::new());
     }
 }
-
