@@ -894,8 +894,7 @@ impl Ctx<'_> {
             Engine::Esql => ("esql", "esql_eval.py", "esql"),
             _ => ("eql", "eql_eval.py", "panther"),
         };
-        let narrow: fn(&Detection, &Expr) -> Result<Narrowed, Vec<(String, String)>> = match engine
-        {
+        let narrow: Narrow = match engine {
             Engine::Esql => crate::backend::esql::narrowed,
             _ => elastic::narrowed,
         };
@@ -1251,6 +1250,9 @@ impl Ctx<'_> {
         Ok(obs)
     }
 }
+
+/// How an Elastic language narrows an expression.
+type Narrow = fn(&Detection, &Expr) -> Result<Narrowed, Vec<(String, String)>>;
 
 fn write_under(dir: &Path, rel: &str, contents: &str) -> std::io::Result<()> {
     let p = dir.join(rel);
