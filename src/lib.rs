@@ -14,4 +14,5 @@ pub mod load;
 pub mod sources;
 pub mod syntax;
 pub mod target;
+pub mod verify;
 pub mod workflow;

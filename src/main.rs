@@ -166,7 +166,24 @@ enum Command {
     /// Print a rule's intermediate representation as YAML
     #[command(after_help = EXIT_CODES)]
     Ir { file: PathBuf },
+    /// Run every rule test through every engine that runs here (the generated Panther Python,
+    /// sigma-rust, EQL, ES|QL and KQL evaluators) and compare each verdict with detc's evaluator;
+    /// exit 1 on any disagreement
+    #[command(after_help = VERIFY_HELP)]
+    Verify {
+        #[arg(default_value = "rules")]
+        paths: Vec<PathBuf>,
+        /// `markdown` (a table of rule x test x engine) or `json`
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
+        format: String,
+        /// Count a verdict changed by a loss the rule accepts (`lossy`, named in the build
+        /// report) as a disagreement too
+        #[arg(long)]
+        strict: bool,
+    },
 }
+
+const VERIFY_HELP: &str = "The Python engines run with the validator venvs under $DETC_VENV_DIR (default: <repository>/.venv, built by .ci/setup-validators); an engine that is not installed is \"not checked\", and an error when $CI is set. Splunk is never checked: no SPL engine runs here. A verdict changed by a loss the rule accepts (`lossy`, named in the build report) is shown as `lossy` and passes, unless --strict.\n\nExit codes:\n  0  no disagreement\n  1  an engine disagrees with detc's evaluator (under --strict, also through a loss the rule accepts), a test fails in the evaluator, a rule failed to check, or (under $CI) an engine is missing\n  2  usage or I/O error";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -398,6 +415,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify {
+            paths,
+            format,
+            strict,
+        } => verify_cmd(&paths, &format, strict),
         Command::Ir { file } => match load::compile_path(&file) {
             Ok(rules) => {
                 for r in rules {
@@ -436,6 +458,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
             author,
         } => new_cmd(&name, &source, &platform, &dir, author),
     }
+}
+
+fn verify_cmd(paths: &[PathBuf], format: &str, strict: bool) -> Result<ExitCode> {
+    let loads = load_or_usage(paths)?;
+    print_failures(&loads);
+    let rules: Vec<&detc::ir::Rule> = loads.rules.iter().map(|l| &l.rule).collect();
+    let base = paths
+        .first()
+        .map(|p| {
+            if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map(PathBuf::from).unwrap_or_default()
+            }
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let opts = detc::verify::Options {
+        venv_dir: detc::verify::default_venv_dir(&base),
+    };
+    let report = detc::verify::verify(&rules, &opts).context("verify")?;
+    let mut out = std::io::stdout().lock();
+    if format == "json" {
+        writeln!(out, "{}", report.json())?;
+    } else {
+        write!(out, "{}", report.markdown())?;
+    }
+    let t = report.tally();
+    // In CI a missing engine is a failure, never a skip.
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    if ci && t.missing > 0 {
+        eprintln!(
+            "error: {} verdicts not checked because an engine is not installed (CI is set): run .ci/setup-validators",
+            t.missing
+        );
+    }
+    Ok(
+        if t.disagree == 0
+            && !(strict && t.lossy > 0)
+            && t.reference_failures == 0
+            && loads.failures.is_empty()
+            && !(ci && t.missing > 0)
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 fn load_or_usage(paths: &[PathBuf]) -> Result<Loads> {

@@ -78,16 +78,7 @@ fn row_filter(query: &str) -> String {
 
 /// The Log Analytics table a form's record lands in.
 fn table_of(form: &str, record: &Json) -> &'static str {
-    match form {
-        "aksaudit" => match record.get("category").and_then(Json::as_str) {
-            Some(c) if c.eq_ignore_ascii_case("kube-audit-admin") => "AKSAuditAdmin",
-            _ => "AKSAudit",
-        },
-        "azurediagnostics" => "AzureDiagnostics",
-        "azureactivity" => "AzureActivity",
-        "gcpauditlogs" => "GCPAuditLogs",
-        other => panic!("no table for form {other}"),
-    }
+    sentinel::table_of(form, record).unwrap_or_else(|| panic!("no table for form {form}"))
 }
 
 /// kql_eval.py over `records` in `table`: one verdict per record, `None` when

@@ -14,7 +14,7 @@
 //! 5. focused tests of the dialect (escaping, globs, tags, ids, selections).
 //!
 //! sigma-rust 0.7 differs from the Sigma specification in two places the
-//! generated rules use; the adapter [`for_sigma_rust`] rewrites them to the
+//! generated rules use; the adapter [`detc::verify::sigma_rust_text`] rewrites them to the
 //! equivalent form it understands, and nothing else:
 //! - `|re|i` (the `i` flag is unknown to it): `|re` with a `(?i)` prefix;
 //! - `x: null`, which the specification (and pySigma's backends: Splunk
@@ -37,6 +37,7 @@ use detc::eval::Evaluator;
 use detc::ir::Glob;
 use detc::ir::{Detection, Rule};
 use detc::sources::normalize::normalize;
+use detc::verify::{gcp_audit_record, sigma_rust_event, sigma_rust_text};
 use serde_json::{json, Value as Json};
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
@@ -142,126 +143,14 @@ fn build_writes_one_document_per_detection() {
 /// test, reason). Each must really disagree, or the test fails.
 const SIGMA_RUST_EXCEPTIONS: &[(&str, &str, &str)] = &[];
 
-/// The generated Sigma in the dialect sigma-rust 0.7 understands (see the
-/// module comment): `|re|i` -> `|re` + `(?i)`, `x: null` -> `x|exists: false`.
-fn for_sigma_rust(doc: &Yaml) -> String {
-    fn item(k: &str, v: &Yaml) -> (String, Yaml) {
-        let mods: Vec<&str> = k.split('|').collect();
-        if mods.len() > 1 && mods.contains(&"re") && mods.contains(&"i") {
-            let k = mods
-                .iter()
-                .filter(|m| **m != "i")
-                .copied()
-                .collect::<Vec<_>>()
-                .join("|");
-            let prefix =
-                |x: &Yaml| Yaml::String(format!("(?i){}", x.as_str().expect("regex strings")));
-            let v = match v {
-                Yaml::Sequence(xs) => Yaml::Sequence(xs.iter().map(prefix).collect()),
-                one => prefix(one),
-            };
-            return (k, v);
-        }
-        if v.is_null() {
-            return (format!("{k}|exists"), Yaml::Bool(false));
-        }
-        (k.to_string(), v.clone())
-    }
-    fn map(m: &serde_yaml::Mapping) -> Yaml {
-        let mut out = serde_yaml::Mapping::new();
-        for (k, v) in m {
-            let (k, v) = item(k.as_str().expect("string keys"), v);
-            out.insert(Yaml::String(k), v);
-        }
-        Yaml::Mapping(out)
-    }
-    let mut doc = doc.clone();
-    let det = doc
-        .get_mut("detection")
-        .and_then(Yaml::as_mapping_mut)
-        .expect("detection map");
-    for (name, sel) in det.iter_mut() {
-        if name.as_str() == Some("condition") {
-            continue;
-        }
-        *sel = match &*sel {
-            Yaml::Mapping(m) => map(m),
-            Yaml::Sequence(xs) => Yaml::Sequence(
-                xs.iter()
-                    .map(|x| map(x.as_mapping().expect("list of maps")))
-                    .collect(),
-            ),
-            other => panic!("unexpected selection {other:?}"),
-        };
-    }
-    serde_yaml::to_string(&doc).unwrap()
-}
-
-/// Null members removed: the language reads null as absent.
-fn without_nulls(v: &Json) -> Json {
-    match v {
-        Json::Object(m) => Json::Object(
-            m.iter()
-                .filter(|(_, x)| !x.is_null())
-                .map(|(k, x)| (k.clone(), without_nulls(x)))
-                .collect(),
-        ),
-        Json::Array(xs) => Json::Array(xs.iter().map(without_nulls).collect()),
-        other => other.clone(),
-    }
-}
-
 fn sigma_rust_rule(doc: &Yaml) -> sigma_rust::Rule {
-    let text = for_sigma_rust(doc);
+    let text = sigma_rust_text(doc);
     sigma_rust::rule_from_yaml(&text)
         .unwrap_or_else(|e| panic!("sigma-rust cannot parse the rule: {e}\n{text}"))
 }
 
-/// Lists of objects as objects of lists (`containers: [{image: a}, {image: b}]` as
-/// `containers: {image: [a, b]}`), as Elasticsearch indexes object arrays and Splunk's
-/// `containers{}.image` reads them: a dotted Sigma path through a list then means "any
-/// element", the language's meaning. sigma-rust only follows objects, so it gets this form.
-fn object_lists_flattened(v: &Json) -> Json {
-    match v {
-        Json::Object(m) => Json::Object(
-            m.iter()
-                .map(|(k, x)| (k.clone(), object_lists_flattened(x)))
-                .collect(),
-        ),
-        Json::Array(xs) if !xs.is_empty() && xs.iter().all(Json::is_object) => {
-            let mut merged: serde_json::Map<String, Json> = serde_json::Map::new();
-            for x in xs {
-                for (k, val) in x.as_object().into_iter().flatten() {
-                    let slot = merged
-                        .entry(k.clone())
-                        .or_insert_with(|| Json::Array(Vec::new()));
-                    if let Json::Array(list) = slot {
-                        match val {
-                            Json::Array(inner) => list.extend(inner.iter().cloned()),
-                            other => list.push(other.clone()),
-                        }
-                    }
-                }
-            }
-            // sigma-rust applies `|re` to a scalar only: a one-element list is that element.
-            for val in merged.values_mut() {
-                if let Json::Array(list) = val {
-                    if list.len() == 1 {
-                        *val = list.pop().unwrap_or(Json::Null);
-                    }
-                }
-            }
-            object_lists_flattened(&Json::Object(merged))
-        }
-        Json::Array(xs) => Json::Array(xs.iter().map(object_lists_flattened).collect()),
-        other => other.clone(),
-    }
-}
-
 fn sigma_rust_match(rule: &sigma_rust::Rule, event: &Json) -> bool {
-    let event = object_lists_flattened(event);
-    let ev = sigma_rust::event_from_json(&without_nulls(&event).to_string())
-        .unwrap_or_else(|e| panic!("sigma-rust cannot read the event: {e}\n{event}"));
+    let ev = sigma_rust_event(event).unwrap_or_else(|e| panic!("{e}\n{event}"));
     rule.is_match(&ev)
 }
 
@@ -1650,44 +1539,6 @@ fn inexpressible_conditions_are_refused_precisely() {
 }
 
 // GKE: the gcp/gcp.audit document
-
-/// A GKE LogEntry as a gcp.audit record named as the Sigma GKE document names
-/// its fields (`src/sources/sigma.yaml`, form gcp_audit).
-fn gcp_audit_record(entry: &Json) -> Json {
-    let form = sigma::sigma_forms()["kubernetes.audit"]
-        .forms
-        .iter()
-        .find(|f| f.name == "gcp_audit")
-        .expect("gcp_audit form");
-    let mut out = json!({});
-    for (from, to) in &form.spec.fields {
-        let mut v = entry;
-        let mut found = true;
-        for k in from.split('.') {
-            match v.get(k) {
-                Some(x) => v = x,
-                None => {
-                    found = false;
-                    break;
-                }
-            }
-        }
-        if !found || v.is_null() {
-            continue;
-        }
-        let mut cur = &mut out;
-        let keys: Vec<&str> = to.split('.').collect();
-        for (i, k) in keys.iter().enumerate() {
-            let Json::Object(m) = cur else { break };
-            if i + 1 == keys.len() {
-                m.insert(k.to_string(), v.clone());
-                break;
-            }
-            cur = m.entry(k.to_string()).or_insert_with(|| json!({}));
-        }
-    }
-    out
-}
 
 /// The GKE LogEntries of tests/fixtures/stored/elastic/gcp_audit, and variants.
 fn gke_entries() -> Vec<Json> {

@@ -1054,6 +1054,21 @@ impl Backend for Sentinel {
     }
 }
 
+/// The Log Analytics table a record lands in through the form `form`
+/// (`aksaudit`: AKSAudit or AKSAuditAdmin by the record's category).
+pub fn table_of(form: &str, record: &serde_json::Value) -> Option<&'static str> {
+    Some(match form {
+        "aksaudit" => match record.get("category").and_then(serde_json::Value::as_str) {
+            Some(c) if c.eq_ignore_ascii_case("kube-audit-admin") => "AKSAuditAdmin",
+            _ => "AKSAudit",
+        },
+        "azurediagnostics" => "AzureDiagnostics",
+        "azureactivity" => "AzureActivity",
+        "gcpauditlogs" => "GCPAuditLogs",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 """Evaluate one Elasticsearch EQL event query over JSON events.
 
 usage: eql_eval.py QUERY.eql EVENTS.ndjson     ("-" = stdin for either)
+       eql_eval.py --batch                     (JSON jobs on stdin, see batch())
 
 Prints one line per event: "true" or "false". Exit 0 on success, 1 when the
 query cannot be parsed or uses something this evaluator does not support.
@@ -224,7 +225,24 @@ def matches(query, doc):
     return ev(first.query, doc) is True
 
 
+def batch(request):
+    """`--batch`: {"jobs": [{"query": Q, "events": [...]}]} on stdin ->
+    {"results": [{"verdicts": [true, ...]} or {"error": "..."}]}, one job per
+    query (detc verify runs every query of a build in one process)."""
+    results = []
+    for job in request["jobs"]:
+        try:
+            query = parse(job["query"])
+            results.append({"verdicts": [bool(matches(query, e)) for e in job["events"]]})
+        except Exception as e:  # eql raises ValueError too, for some escapes
+            results.append({"error": f"{type(e).__name__}: {e}"})
+    return {"results": results}
+
+
 def main(argv):
+    if argv == ["--batch"]:
+        print(json.dumps(batch(json.load(sys.stdin))))
+        return 0
     if len(argv) != 2:
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 
 usage: esql_eval.py [--types TYPES.json] QUERY.esql DOCS.ndjson   ("-" = stdin for one of them)
        esql_eval.py --selftest
+       esql_eval.py --batch        (JSON jobs on stdin, see batch())
 
 Run with .venv/esql/bin/python. The query is parsed with esql-parser 9.1.3 (the
 ANTLR grammar of Elasticsearch 9.1.3, see esql_parse.py) and its parse tree is
@@ -1085,9 +1086,30 @@ def selftest():
     return 1 if bad else 0
 
 
+def batch(request):
+    """`--batch`: {"jobs": [{"query": Q, "docs": [...], "types": {...} or null}]}
+    on stdin -> {"results": [{"verdicts": [...]} or {"error": "..."}]}, where an
+    error starts with `parse:`, `unsupported:` or `invalid:` (detc verify runs
+    every query of a build in one process)."""
+    results = []
+    for job in request["jobs"]:
+        try:
+            results.append({"verdicts": evaluate(job["query"], job["docs"], job.get("types"))})
+        except EsqlSyntaxError as e:
+            results.append({"error": f"parse: {e}"})
+        except Unsupported as e:
+            results.append({"error": f"unsupported: {e}"})
+        except Invalid as e:
+            results.append({"error": f"invalid: {e}"})
+    return {"results": results}
+
+
 def main(argv):
     if argv == ["--selftest"]:
         return selftest()
+    if argv == ["--batch"]:
+        print(json.dumps(batch(json.load(sys.stdin))))
+        return 0
     types = None
     if len(argv) >= 2 and argv[0] == "--types":
         try:

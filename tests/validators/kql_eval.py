@@ -2,6 +2,7 @@
 """Evaluate one Sentinel KQL query over raw cloud records with duckdb-kql 1.1.2.
 
 usage: kql_eval.py QUERY.kql RECORDS.ndjson --table TABLE [--any-audit-category]
+       kql_eval.py --batch   (JSON jobs on stdin, see batch())
        ("-" = stdin for either; TABLE: AKSAudit AKSAuditAdmin AzureDiagnostics
         AzureActivity GCPAuditLogs)
 
@@ -365,8 +366,89 @@ def cell(value, ktype):
     return value
 
 
+def verdicts(query, lines, table, any_audit_category=False):
+    """One line per record (NDJSON `lines`, blank ones skipped): `true`,
+    `false` or `skip: ...`; a `FAIL: ...` line ends it."""
+    import duckdb
+    import duckdb_kql as dk
+
+    columns = json.load(open(SCHEMAS, encoding="utf-8"))["tables"][table]["columns"]
+    names = list(columns)
+    create = "CREATE OR REPLACE TABLE {} ({})".format(
+        f'"{table}"', ", ".join(f'"{c}" {DUCK[t]}' for c, t in columns.items()))
+    insert = 'INSERT INTO "{}" VALUES ({})'.format(table, ", ".join("?" * len(names)))
+
+    # Syntax first: a query that does not parse is broken whatever the records.
+    try:
+        errs = dk.validate(query)
+    except dk.KqlError as e:
+        errs = [e]
+    if errs:
+        yield "FAIL: KQL syntax error:\n" + "\n".join(f"  {e}" for e in errs)
+        return
+
+    con = dk.connect()
+    lines = [ln for ln in lines if ln.strip()]  # split on \n only (U+2028 may be in JSON)
+    for n, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            yield f"FAIL: record {n} is not JSON: {e}"
+            return
+        try:
+            row = CONVERT[table](rec, table, any_audit_category)
+            values = [cell(row.get(c), columns[c]) for c in names]
+        except NoRow:
+            yield "false"
+            continue
+        except BadRecord as e:
+            yield f"FAIL: record {n}: {e}"
+            return
+        con.execute(create)
+        con.execute(insert, values)
+        try:
+            got = dk.kql(con, query).fetchall()
+        except (dk.KqlUnsupportedError, dk.KqlSchemaError) as e:
+            yield f"skip: {e}"
+            continue
+        except dk.KqlSyntaxError as e:
+            yield f"FAIL: KQL syntax error: {e}"
+            return
+        except (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException,
+                duckdb.InvalidInputException) as e:
+            # unknown column/table or an invalid regex: the query is broken
+            yield f"FAIL: {type(e).__name__}: {str(e).splitlines()[0]}"
+            return
+        except duckdb.Error as e:
+            yield f"skip: duckdb {type(e).__name__}: {str(e).splitlines()[0]}"
+            continue
+        yield "true" if got else "false"
+
+
+def batch(request):
+    """`--batch`: {"jobs": [{"query": Q, "table": T, "records": [...]}]} on stdin ->
+    {"results": [{"verdicts": ["true"|"false"|"skip: ...", ...]} or {"error": "..."}]}
+    (detc verify runs every query of a build in one process)."""
+    results = []
+    for job in request["jobs"]:
+        if job["table"] not in TABLES:
+            results.append({"error": f"unknown table {job['table']!r}"})
+            continue
+        lines = [json.dumps(r) for r in job["records"]]
+        out = list(verdicts(job["query"], lines, job["table"], job.get("any_audit_category", False)))
+        if out and out[-1].startswith("FAIL"):
+            results.append({"error": out[-1]})
+        else:
+            results.append({"verdicts": out})
+    return {"results": results}
+
+
 def main(argv):
     import argparse
+
+    if argv == ["--batch"]:
+        print(json.dumps(batch(json.load(sys.stdin))))
+        return 0
 
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("query")
@@ -390,60 +472,10 @@ def main(argv):
         print("FAIL: empty query")
         return 1
 
-    import duckdb
-    import duckdb_kql as dk
-
-    columns = json.load(open(SCHEMAS, encoding="utf-8"))["tables"][args.table]["columns"]
-    names = list(columns)
-    create = "CREATE OR REPLACE TABLE {} ({})".format(
-        f'"{args.table}"', ", ".join(f'"{c}" {DUCK[t]}' for c, t in columns.items()))
-    insert = 'INSERT INTO "{}" VALUES ({})'.format(args.table, ", ".join("?" * len(names)))
-
-    # Syntax first: a query that does not parse is broken whatever the records.
-    try:
-        errs = dk.validate(query)
-    except dk.KqlError as e:
-        errs = [e]
-    if errs:
-        print("FAIL: KQL syntax error:\n" + "\n".join(f"  {e}" for e in errs))
-        return 1
-
-    con = dk.connect()
-    lines = [ln for ln in data.split("\n") if ln.strip()]  # split on \n only (U+2028 may be in JSON)
-    for n, line in enumerate(lines, 1):
-        try:
-            rec = json.loads(line)
-        except ValueError as e:
-            print(f"FAIL: record {n} is not JSON: {e}")
+    for line in verdicts(query, data.split("\n"), args.table, args.any_audit_category):
+        print(line)
+        if line.startswith("FAIL"):
             return 1
-        try:
-            row = CONVERT[args.table](rec, args.table, args.any_audit_category)
-            values = [cell(row.get(c), columns[c]) for c in names]
-        except NoRow:
-            print("false")
-            continue
-        except BadRecord as e:
-            print(f"FAIL: record {n}: {e}")
-            return 1
-        con.execute(create)
-        con.execute(insert, values)
-        try:
-            got = dk.kql(con, query).fetchall()
-        except (dk.KqlUnsupportedError, dk.KqlSchemaError) as e:
-            print(f"skip: {e}")
-            continue
-        except dk.KqlSyntaxError as e:
-            print(f"FAIL: KQL syntax error: {e}")
-            return 1
-        except (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException,
-                duckdb.InvalidInputException) as e:
-            # unknown column/table or an invalid regex: the query is broken
-            print(f"FAIL: {type(e).__name__}: {str(e).splitlines()[0]}")
-            return 1
-        except duckdb.Error as e:
-            print(f"skip: duckdb {type(e).__name__}: {str(e).splitlines()[0]}")
-            continue
-        print("true" if got else "false")
     return 0
 
 
