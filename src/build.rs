@@ -524,94 +524,62 @@ const MATRIX_DETECTIONS: usize = 50;
 /// The report's coverage section: per target, source and platform the
 /// integration that serves it (or why none does), then the matrix of
 /// detection x platform x target naming each file.
-fn coverage(rows: &[Outcome], opts: &Options) -> String {
+fn coverage<'a>(rows: &'a [Outcome], opts: &Options) -> String {
     let mut s = String::from(
         "\n## Coverage\n\nWhich integration serves each platform in each target, and which generated file reads it. \
          A platform a target cannot serve through its standard integration is an `unsupported` loss (**lost**).\n\n\
          | target | source | platform | integration | detections |\n|---|---|---|---|---|\n",
     );
     // stem -> source, from any target's rows.
-    let mut source_of: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut source_of: BTreeMap<&'a str, &'a str> = BTreeMap::new();
     for r in rows {
         for c in &r.coverage {
             source_of.insert(&c.stem, &c.source);
         }
     }
-    // (target, source, platform, via or lost reason) -> detections.
-    type Legend<'a> = Vec<((Target, &'a str, &'a str, String), usize)>;
-    let mut legend: Legend = Vec::new();
-    fn bump<'a>(legend: &mut Legend<'a>, key: (Target, &'a str, &'a str, String)) {
-        match legend.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, n)) => *n += 1,
-            None => legend.push((key, 1)),
-        }
-    }
-    // (rule, stem, platform) in first-seen order, then target -> cell.
-    let mut matrix: Matrix = Vec::new();
-    type Matrix<'a> = Vec<((&'a str, &'a str, &'a str), BTreeMap<Target, String>)>;
-    fn cell_of<'a>(
-        matrix: &mut Matrix<'a>,
-        key: (&'a str, &'a str, &'a str),
-        t: Target,
-        text: String,
-    ) {
-        let i = match matrix.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                matrix.push((key, BTreeMap::new()));
-                matrix.len() - 1
-            }
-        };
-        let cells = &mut matrix[i].1;
-        match cells.get_mut(&t) {
-            Some(c) => {
-                c.push_str("<br>");
-                c.push_str(&text);
-            }
-            None => {
-                cells.insert(t, text);
-            }
-        }
-    }
+    // (target, source, platform, lost?, via or lost reason) -> detections.
+    type Key<'k> = (Target, &'k str, &'k str, bool, &'k str);
+    let mut counts: std::collections::HashMap<Key<'a>, usize> = Default::default();
+    // The detections (stems) the build covers, to decide on the matrix.
+    let mut stems: HashSet<&'a str> = HashSet::new();
     for r in rows {
         for c in &r.coverage {
-            bump(
-                &mut legend,
-                (r.target, &c.source, &c.platform, c.via.to_string()),
-            );
-            cell_of(
-                &mut matrix,
-                (&r.rule, &c.stem, &c.platform),
-                r.target,
-                format!("`{}`", c.file),
-            );
+            *counts
+                .entry((r.target, &c.source, &c.platform, false, &c.via))
+                .or_default() += 1;
+            stems.insert(&c.stem);
         }
         if let Ok((_, losses)) = &r.result {
             for k in losses {
                 if let Some(p) = lost_platform(&k.note) {
                     let src = source_of.get(k.stem.as_str()).copied().unwrap_or("-");
-                    bump(
-                        &mut legend,
-                        (r.target, src, p, format!("**lost**: {}", k.note.reason)),
-                    );
-                    cell_of(
-                        &mut matrix,
-                        (&r.rule, &k.stem, p),
-                        r.target,
-                        "**lost**".into(),
-                    );
+                    *counts
+                        .entry((r.target, src, p, true, &k.note.reason))
+                        .or_default() += 1;
+                    stems.insert(&k.stem);
                 }
             }
         }
     }
+    let mut legend: Vec<(Key, usize)> = counts.into_iter().collect();
+    let ord = |t: Target| opts.targets.iter().position(|x| *x == t);
     legend.sort_by(|a, b| {
-        let ord = |t: Target| opts.targets.iter().position(|x| *x == t);
-        (ord(a.0 .0), a.0 .1, a.0 .2).cmp(&(ord(b.0 .0), b.0 .1, b.0 .2))
+        (ord(a.0 .0), a.0 .1, a.0 .2, a.0 .3, a.0 .4).cmp(&(
+            ord(b.0 .0),
+            b.0 .1,
+            b.0 .2,
+            b.0 .3,
+            b.0 .4,
+        ))
     });
-    for ((t, src, p, via), n) in &legend {
-        let _ = writeln!(s, "| {t} | {src} | {p} | {} | {n} |", cell(via));
+    for ((t, src, p, lost, via), n) in &legend {
+        let via = if *lost {
+            format!("**lost**: {via}")
+        } else {
+            via.to_string()
+        };
+        let _ = writeln!(s, "| {t} | {src} | {p} | {} | {n} |", cell(&via));
     }
-    let stems: HashSet<&str> = matrix.iter().map(|((_, stem, _), _)| *stem).collect();
     if stems.len() > MATRIX_DETECTIONS {
         let _ = writeln!(
             s,
@@ -619,6 +587,45 @@ fn coverage(rows: &[Outcome], opts: &Options) -> String {
             stems.len()
         );
         return s;
+    }
+    // (rule, stem, platform) in first-seen order, then target -> cell.
+    type Matrix<'a> = Vec<((&'a str, &'a str, &'a str), BTreeMap<Target, String>)>;
+    let mut matrix: Matrix<'a> = Vec::new();
+    let mut index: std::collections::HashMap<(&'a str, &'a str, &'a str), usize> =
+        Default::default();
+    {
+        let mut put = |key: (&'a str, &'a str, &'a str), t: Target, text: String| {
+            let i = *index.entry(key).or_insert_with(|| {
+                matrix.push((key, BTreeMap::new()));
+                matrix.len() - 1
+            });
+            let cells = &mut matrix[i].1;
+            match cells.get_mut(&t) {
+                Some(c) => {
+                    c.push_str("<br>");
+                    c.push_str(&text);
+                }
+                None => {
+                    cells.insert(t, text);
+                }
+            }
+        };
+        for r in rows {
+            for c in &r.coverage {
+                put(
+                    (&r.rule, &c.stem, &c.platform),
+                    r.target,
+                    format!("`{}`", c.file),
+                );
+            }
+            if let Ok((_, losses)) = &r.result {
+                for k in losses {
+                    if let Some(p) = lost_platform(&k.note) {
+                        put((&r.rule, &k.stem, p), r.target, "**lost**".into());
+                    }
+                }
+            }
+        }
     }
     let _ = write!(
         s,
