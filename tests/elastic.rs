@@ -1026,23 +1026,7 @@ fn gcp_audit_fixtures() -> Vec<(String, Json, Json, bool)> {
 /// Variants of a LogEntry over the shapes detc's GKE normalisation tells apart.
 fn gke_variants(entry: &Json) -> Vec<Json> {
     let mut out = Vec::new();
-    let set = |e: &Json, path: &[&str], v: Json| {
-        let mut e = e.clone();
-        let mut cur = &mut e;
-        for (i, k) in path.iter().enumerate() {
-            let Json::Object(m) = cur else { break };
-            if i + 1 == path.len() {
-                if v.is_null() {
-                    m.remove(*k);
-                } else {
-                    m.insert(k.to_string(), v.clone());
-                }
-                break;
-            }
-            cur = m.entry(k.to_string()).or_insert_with(|| json!({}));
-        }
-        e
-    };
+    let set = common::with_value;
     for m in [
         "io.k8s.batch.v1.jobs.create",
         "io.k8s.batch.v1.cronjobs.patch",

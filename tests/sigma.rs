@@ -1555,23 +1555,7 @@ fn gke_entries() -> Vec<Json> {
             serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
         bases.push(v["log_entry"].clone());
     }
-    let set = |e: &Json, path: &[&str], v: Json| {
-        let mut e = e.clone();
-        let mut cur = &mut e;
-        for (i, k) in path.iter().enumerate() {
-            let Json::Object(m) = cur else { break };
-            if i + 1 == path.len() {
-                if v.is_null() {
-                    m.remove(*k);
-                } else {
-                    m.insert(k.to_string(), v.clone());
-                }
-                break;
-            }
-            cur = m.entry(k.to_string()).or_insert_with(|| json!({}));
-        }
-        e
-    };
+    let set = common::with_value;
     let mut out = bases.clone();
     for b in &bases {
         for m in [

@@ -2140,32 +2140,13 @@ fn render_detection(
             path: format!("{}.{}", f.base, lang.language),
             contents: query_file(&notes, &f.main),
         });
-        for p in f
-            .form
-            .platforms
-            .iter()
-            .filter(|p| det.platforms.contains(p))
-        {
-            out.coverage.push(forms::Coverage {
-                stem: stem.to_string(),
-                source: det.source.clone(),
-                platform: p.clone(),
-                via: f.form.label.clone(),
-                file: format!("{}.toml", f.base),
-            });
-        }
-        out.conditions.push(super::RenderedCondition {
-            stem: stem.to_string(),
-            file: format!("{}.toml", f.base),
-            platforms: f
-                .form
-                .platforms
-                .iter()
-                .filter(|p| det.platforms.contains(p))
-                .cloned()
-                .collect(),
-            expr: f.kept.clone(),
-        });
+        out.served(
+            det,
+            &f.form.platforms,
+            &f.form.label,
+            &format!("{}.toml", f.base),
+            &f.kept,
+        );
         for (ind, q) in &f.companions {
             let sev = rule.meta.severity.max(ind.severity);
             let id = uuid::Uuid::new_v5(

@@ -148,6 +148,52 @@ pub struct Rendered {
     pub conditions: Vec<RenderedCondition>,
 }
 
+impl Rendered {
+    /// Record that `file` serves the platforms of `det` among `platforms`
+    /// through `via` (coverage rows) and tests `expr` (the rendered condition).
+    pub fn served(
+        &mut self,
+        det: &crate::ir::Detection,
+        platforms: &[String],
+        via: &str,
+        file: &str,
+        expr: &crate::ir::Expr,
+    ) {
+        let mine: Vec<String> = platforms
+            .iter()
+            .filter(|p| det.platforms.contains(p))
+            .cloned()
+            .collect();
+        for p in &mine {
+            self.coverage.push(Coverage {
+                stem: det.stem.clone(),
+                source: det.source.clone(),
+                platform: p.clone(),
+                via: via.to_string(),
+                file: file.to_string(),
+            });
+        }
+        self.conditions.push(RenderedCondition {
+            stem: det.stem.clone(),
+            file: file.to_string(),
+            platforms: mine,
+            expr: expr.clone(),
+        });
+    }
+
+    /// Keep each loss once (the forms of one detection share most of theirs).
+    pub fn dedup_losses(&mut self) {
+        let mut seen = Vec::new();
+        self.losses.retain(|l| {
+            let new = !seen.contains(l);
+            if new {
+                seen.push(l.clone());
+            }
+            new
+        });
+    }
+}
+
 /// See [`Rendered::conditions`].
 #[derive(Debug, Clone)]
 pub struct RenderedCondition {

@@ -863,26 +863,13 @@ fn render_form(
     };
     let base = format!("{stem}__{}", form.name);
     // A Sentinel rule holds the whole condition (a form that cannot is not written).
-    out.conditions.push(super::RenderedCondition {
-        stem: stem.to_string(),
-        file: format!("{base}.yaml"),
-        platforms: form
-            .platforms
-            .iter()
-            .filter(|p| det.platforms.contains(p))
-            .cloned()
-            .collect(),
-        expr: det.condition.clone(),
-    });
-    for p in form.platforms.iter().filter(|p| det.platforms.contains(p)) {
-        out.coverage.push(forms::Coverage {
-            stem: stem.to_string(),
-            source: det.source.clone(),
-            platform: p.clone(),
-            via: form.label.clone(),
-            file: format!("{base}.yaml"),
-        });
-    }
+    out.served(
+        det,
+        &form.platforms,
+        &form.label,
+        &format!("{base}.yaml"),
+        &det.condition,
+    );
     out.files.push(Artifact {
         path: format!("{base}.yaml"),
         contents: super::render_template(
@@ -1042,14 +1029,7 @@ impl Backend for Sentinel {
             render_detection(rule, i, det, &mut out)?;
         }
         // Forms of one detection share their losses: report each once.
-        let mut seen = Vec::new();
-        out.losses.retain(|l| {
-            let new = !seen.contains(l);
-            if new {
-                seen.push(l.clone());
-            }
-            new
-        });
+        out.dedup_losses();
         Ok(out)
     }
 }

@@ -144,14 +144,7 @@ impl Backend for Sigma {
             }
         }
         // Documents of one detection share rule-level losses: report each once.
-        let mut seen = Vec::new();
-        out.losses.retain(|l| {
-            let new = !seen.contains(l);
-            if new {
-                seen.push(l.clone());
-            }
-            new
-        });
+        out.dedup_losses();
         Ok(out)
     }
 
@@ -169,22 +162,8 @@ fn push_coverage(
     path: &str,
     out: &mut Rendered,
 ) {
-    for p in platforms {
-        out.coverage.push(forms::Coverage {
-            stem: det.stem.clone(),
-            source: det.source.clone(),
-            platform: p.clone(),
-            via: via.unwrap_or("Sigma").to_string(),
-            file: path.to_string(),
-        });
-    }
     // Sigma writes the whole condition or no document.
-    out.conditions.push(super::RenderedCondition {
-        stem: det.stem.clone(),
-        file: path.to_string(),
-        platforms: platforms.to_vec(),
-        expr: det.condition.clone(),
-    });
+    out.served(det, platforms, via.unwrap_or("Sigma"), path, &det.condition);
 }
 
 /// Write one Sigma document, with its notes, through the template.

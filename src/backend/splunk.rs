@@ -180,14 +180,7 @@ impl Backend for Splunk {
             out.losses.extend(common);
         }
         // The forms of one detection share most losses: report each once.
-        let mut seen = Vec::new();
-        out.losses.retain(|l| {
-            let new = !seen.contains(l);
-            if new {
-                seen.push(l.clone());
-            }
-            new
-        });
+        out.dedup_losses();
         Ok(out)
     }
 
@@ -359,17 +352,6 @@ fn render_detection(
             ));
         }
     }
-    out.conditions.push(super::RenderedCondition {
-        stem: stem.to_string(),
-        file: format!("detections/{file_stem}.yml"),
-        platforms: form
-            .platforms
-            .iter()
-            .filter(|p| det.platforms.contains(p))
-            .cloned()
-            .collect(),
-        expr: q.kept.clone(),
-    });
     let alert = alert_settings(rule, det, &q, &mut losses);
     metadata_losses(rule, det, &mut losses);
 
@@ -473,15 +455,13 @@ fn render_detection(
         "security_domain": spec.security_domain,
         "throttling": alert.throttling,
     }))?;
-    for p in form.platforms.iter().filter(|p| det.platforms.contains(p)) {
-        out.coverage.push(forms::Coverage {
-            stem: stem.to_string(),
-            source: det.source.clone(),
-            platform: p.clone(),
-            via: form.label.clone(),
-            file: format!("detections/{file_stem}.yml"),
-        });
-    }
+    out.served(
+        det,
+        &form.platforms,
+        &form.label,
+        &format!("detections/{file_stem}.yml"),
+        &q.kept,
+    );
     out.files.push(Artifact {
         path: format!("detections/{file_stem}.yml"),
         contents: render_template("splunk/detection.yml", &ctx)?,

@@ -219,3 +219,25 @@ pub fn unnamed_narrowing(
         )
     })
 }
+
+/// `e` with the value at `path` set to `v` (objects made on the way), or
+/// removed when `v` is null: a variant of a test record.
+pub fn with_value(e: &Json, path: &[&str], v: Json) -> Json {
+    let mut e = e.clone();
+    let mut cur = &mut e;
+    for (i, k) in path.iter().enumerate() {
+        let Json::Object(m) = cur else { break };
+        if i + 1 == path.len() {
+            if v.is_null() {
+                m.remove(*k);
+            } else {
+                m.insert(k.to_string(), v.clone());
+            }
+            break;
+        }
+        cur = m
+            .entry(k.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    e
+}
