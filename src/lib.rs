@@ -9,6 +9,7 @@ pub mod check;
 pub mod diag;
 pub mod eval;
 pub mod files;
+pub mod fold;
 pub mod ir;
 pub mod load;
 pub mod sources;

@@ -73,7 +73,7 @@ use super::attack::{self, Threat};
 use super::printer::{self, Dialect, Unprintable};
 use super::schedule::{self, Window};
 use super::{Artifact, Backend, BackendError, Loss, Rendered, Target};
-use crate::ir::{Cmp, Detection, Expr, Field, Op, Rule, Seg, Severity, Status, Value};
+use crate::ir::{Cmp, Detection, Expr, Field, GlobTok, Op, Rule, Seg, Severity, Status, Value};
 use crate::sources::forms;
 use crate::sources::project::{self, Projection};
 use serde::{Deserialize, Serialize};
@@ -536,6 +536,54 @@ pub fn wildcard_literal(s: &str) -> String {
     out
 }
 
+/// A case-insensitive text test of `op` with `v`, when `v` has letters
+/// beyond ASCII with case partners, as a whole-value Lucene regex for
+/// `regex~`: the flag folds ASCII, the other letters are written out with
+/// their partners (`crate::fold`), `.` is any character.
+fn lucene_spelled(op: Op, v: &Value) -> Option<String> {
+    fn lit(s: &str, out: &mut String) {
+        s.chars().for_each(|c| lucene_folded_char(c, out));
+    }
+    let mut out = String::new();
+    match (op, v) {
+        (Op::Eq | Op::Ne | Op::StartsWith | Op::EndsWith | Op::Contains, Value::Str(s))
+            if crate::fold::has_cased_non_ascii(s) =>
+        {
+            if matches!(op, Op::EndsWith | Op::Contains) {
+                out.push_str(".*");
+            }
+            lit(s, &mut out);
+            if matches!(op, Op::StartsWith | Op::Contains) {
+                out.push_str(".*");
+            }
+        }
+        (Op::Like, Value::Glob(g)) if crate::fold::has_cased_non_ascii(g.source()) => {
+            for t in g.tokens() {
+                match t {
+                    GlobTok::Any => out.push_str(".*"),
+                    GlobTok::One => out.push('.'),
+                    GlobTok::Lit(c) => lucene_folded_char(*c, &mut out),
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// One literal character, as a class of its case partners beyond ASCII.
+fn lucene_folded_char(c: char, out: &mut String) {
+    if crate::fold::cased_non_ascii(c) {
+        out.push('[');
+        crate::fold::class(c)
+            .into_iter()
+            .for_each(|m| lucene_char(m, out));
+        out.push(']');
+    } else {
+        lucene_char(c, out);
+    }
+}
+
 /// A portable regex as a Lucene regex with the language's meaning: an
 /// unanchored search, so wrapped in `.*( ).*`.
 pub fn lucene_regex(pattern: &str) -> Result<String, String> {
@@ -829,6 +877,10 @@ impl Eql<'_> {
     /// `name == v` in the right case mode.
     fn eq_one(name: &str, lit: &Lit) -> String {
         match lit {
+            Lit::Str { s, fold: true } if crate::fold::has_cased_non_ascii(s) => {
+                let re = lucene_spelled(Op::Eq, &Value::Str(s.clone())).unwrap_or_default();
+                format!("{name} regex~ {}", super::text::eql_str(&re))
+            }
             Lit::Str { s, fold: true } if s.contains(['*', '?', '\\']) => {
                 format!("{name} in~ ({})", super::text::eql_str(s))
             }
@@ -848,7 +900,12 @@ impl Eql<'_> {
             })
             .collect::<Option<Vec<_>>>()?;
         let fold = *folds.first()?;
-        if folds.iter().any(|f| *f != fold) {
+        if folds.iter().any(|f| *f != fold)
+            || (fold
+                && lits.iter().any(
+                    |l| matches!(l, Lit::Str { s, .. } if crate::fold::has_cased_non_ascii(s)),
+                ))
+        {
             return None;
         }
         let items: Vec<String> = lits
@@ -943,10 +1000,15 @@ impl Eql<'_> {
                         f.name
                     ));
                 }
-                let pats: Vec<String> = c
+                // (operator, pattern) per value: a value with letters
+                // beyond ASCII is a `regex~` with their partners written out.
+                let pats: Vec<(&str, String)> = c
                     .values
                     .iter()
                     .map(|v| {
+                        if let Some(re) = (!c.cased).then(|| lucene_spelled(c.op, v)).flatten() {
+                            return ("regex~", super::text::eql_str(&re));
+                        }
                         let s = v.as_str().unwrap_or_default();
                         let p = match c.op {
                             Op::StartsWith => format!("{}*", wildcard_literal(s)),
@@ -954,14 +1016,22 @@ impl Eql<'_> {
                             Op::Contains => format!("*{}*", wildcard_literal(s)),
                             _ => s.to_string(),
                         };
-                        super::text::eql_str(&p)
+                        (
+                            if c.cased { "like" } else { "like~" },
+                            super::text::eql_str(&p),
+                        )
                     })
                     .collect();
-                let op = if c.cased { "like" } else { "like~" };
-                if n > 1 && !c.all {
-                    format!("{name} {op} {}", eql_list(&pats))
+                let one_op = pats.iter().all(|p| p.0 == pats[0].0);
+                if n > 1 && !c.all && one_op {
+                    let list: Vec<String> = pats.iter().map(|p| p.1.clone()).collect();
+                    format!("{name} {} {}", pats[0].0, eql_list(&list))
                 } else {
-                    many(pats.iter().map(|p| format!("{name} {op} {p}")).collect())
+                    many(
+                        pats.iter()
+                            .map(|(op, p)| format!("{name} {op} {p}"))
+                            .collect(),
+                    )
                 }
             }
             Op::Matches => {
@@ -975,11 +1045,19 @@ impl Eql<'_> {
                     .values
                     .iter()
                     .map(|v| {
-                        lucene_regex(v.as_str().unwrap_or_default())
-                            .map(|r| super::text::eql_str(&r))
+                        let re = v.as_str().unwrap_or_default();
+                        let re = if c.cased {
+                            re.to_string()
+                        } else {
+                            crate::fold::expand_regex(re, crate::fold::Ascii::FlagLiterals)
+                                .unwrap_or_else(|| re.to_string())
+                        };
+                        lucene_regex(&re).map(|r| super::text::eql_str(&r))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                // Lucene's case-insensitive flag folds ASCII letters only.
+                // Lucene's case-insensitive flag folds ASCII letters only,
+                // and not in class ranges: classes and letters beyond ASCII
+                // have their partners written out (`crate::fold`).
                 let op = if c.cased { "regex" } else { "regex~" };
                 if n > 1 && !c.all {
                     format!("{name} {op} {}", eql_list(&pats))

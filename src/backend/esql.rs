@@ -227,6 +227,14 @@ impl Columns for Ctx {
         })
     }
 
+    /// Every value beyond ASCII: `TO_LOWER` is Java's full lower-casing, and
+    /// Elasticsearch's rewrite of it into an insensitive match folds ASCII
+    /// only; a case-sensitive `RLIKE` with the partners written out means
+    /// the same in both.
+    fn spells(&self, s: &str) -> bool {
+        !s.is_ascii()
+    }
+
     fn regex(&self, re: &str, cased: bool) -> Result<String, String> {
         let lucene = if cased {
             elastic::lucene_regex(re)?

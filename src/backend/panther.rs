@@ -11,9 +11,10 @@
 //! each comparison as a call into the runtime with every literal written by
 //! [`python_str`].
 //!
+//! Case folding is detc's own (`crate::fold`): the runtime carries its table,
+//! and case-insensitive patterns spell out their non-ASCII letters' partners.
 //! Known differences from the Rust evaluator, all outside the test data:
-//! case folding uses Python's `str.lower()` and `re.IGNORECASE` (the Unicode
-//! tables of Python 3.11 instead of Rust's), Python `re` has no size limit,
+//! Python `re` has no size limit,
 //! and JSON decoding of AKS `properties.log` has Python's nesting limit
 //! instead of serde_json's 128 levels.
 
@@ -508,7 +509,19 @@ pub fn py_cmp(c: &Cmp) -> String {
         Op::Ge => "_ge",
         Op::Cidr => "_cidr",
     };
-    let values: Vec<String> = c.values.iter().map(|v| py_value(c.op, v)).collect();
+    let values: Vec<String> = c
+        .values
+        .iter()
+        .map(|v| match v {
+            // The runtime leaves ASCII to `re.IGNORECASE | re.ASCII`; the
+            // partners of other letters are written into the pattern.
+            Value::Regex(r) if c.op == Op::Matches && !c.cased => python_str(
+                &crate::fold::expand_regex(r, crate::fold::Ascii::Flag)
+                    .unwrap_or_else(|| r.clone()),
+            ),
+            v => py_value(c.op, v),
+        })
+        .collect();
     format!(
         "{func}(ev, {path}, {}, {}, {})",
         py_tuple(&values),

@@ -812,6 +812,12 @@ impl Dialect for SearchTerms<'_> {
         if c.cased {
             return Err("a case-sensitive comparison (search terms ignore case): goes to the `| where` post-filter".into());
         }
+        if c.values
+            .iter()
+            .any(|v| crate::fold::has_cased_non_ascii(&v.text()))
+        {
+            return Err("letters beyond ASCII that have case (Splunk folds them by its own tables): goes to the `| where` post-filter".into());
+        }
         let res = &c.info;
         let multi = res.is_array();
         let terms = c
@@ -862,15 +868,36 @@ pub fn pcre_literal(s: &str, out: &mut String) {
     }
 }
 
+/// [`pcre_literal`], with each letter beyond ASCII that has case written as
+/// the alternation of its partners (`(?:Ä|ä)`) unless `cased`: `(?i)` then
+/// folds ASCII only as detc does (`crate::fold`), and an alternation means
+/// the same whether or not PCRE runs in UTF mode (a class would not).
+fn pcre_folded(s: &str, cased: bool, out: &mut String) {
+    for c in s.chars() {
+        if cased || !crate::fold::cased_non_ascii(c) {
+            pcre_literal(&c.to_string(), out);
+            continue;
+        }
+        out.push_str("(?:");
+        for (i, m) in crate::fold::class(c).into_iter().enumerate() {
+            if i > 0 {
+                out.push('|');
+            }
+            pcre_literal(&m.to_string(), out);
+        }
+        out.push(')');
+    }
+}
+
 /// A `like` glob as an anchored PCRE: `*` any run, `?` one character,
 /// `\` escapes the next character.
-fn glob_pcre(glob: &Glob) -> String {
+fn glob_pcre(glob: &Glob, cased: bool) -> String {
     let mut out = String::from("^");
     for t in glob.tokens() {
         match t {
             GlobTok::Any => out.push_str(".*"),
             GlobTok::One => out.push('.'),
-            GlobTok::Lit(c) => pcre_literal(&c.to_string(), &mut out),
+            GlobTok::Lit(c) => pcre_folded(&c.to_string(), cased, &mut out),
         }
     }
     out.push_str("\\z");
@@ -907,7 +934,7 @@ impl WhereExpr<'_> {
         let re = |body: String| format!("match({r}, {})", spl_str(&format!("{flags}{body}")));
         let lit = |s: &str| {
             let mut o = String::new();
-            pcre_literal(s, &mut o);
+            pcre_folded(s, c.cased, &mut o);
             o
         };
         let num = |op: &str, n: &serde_json::Number| {
@@ -950,13 +977,16 @@ impl WhereExpr<'_> {
                 let flags = if c.cased { "(?s)" } else { "(?is)" };
                 format!(
                     "match({r}, {})",
-                    spl_str(&format!("{flags}{}", glob_pcre(g)))
+                    spl_str(&format!("{flags}{}", glob_pcre(g, c.cased)))
                 )
             }
             Op::Matches => {
                 let Value::Regex(x) = v else {
                     return no_form();
                 };
+                if !c.cased && crate::fold::regex_has_cased_non_ascii(x) {
+                    return Err("a case-insensitive regex with letters beyond ASCII that have case: Splunk's PCRE folds them by its own tables (or not at all outside UTF mode), and a class of them would match bytes".into());
+                }
                 re(pcre_user(x))
             }
             Op::Cidr => {

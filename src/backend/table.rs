@@ -99,6 +99,12 @@ pub trait Columns {
     fn glob(&self, glob: &Glob, cased: bool) -> Result<String, String>;
     /// The literal the `matches` template takes for a portable regex.
     fn regex(&self, re: &str, cased: bool) -> Result<String, String>;
+    /// Whether a case-insensitive value must be written as a case-sensitive
+    /// regex with its letters' partners spelled out ([`spelled_out`]): by
+    /// default when it has a letter beyond ASCII that has case.
+    fn spells(&self, s: &str) -> bool {
+        crate::fold::has_cased_non_ascii(s)
+    }
 }
 
 /// A [`Columns`] target as a [`Dialect`] of the shared printer.
@@ -209,6 +215,20 @@ impl<C: Columns> Table<'_, C> {
             v => v,
         };
         let cased = c.cased && !matches!(v, Value::Num(_));
+        if let Some(re) = (!cased)
+            .then(|| spelled_out(c.op, v, &|s| self.0.spells(s)))
+            .flatten()
+        {
+            // Engines fold letters beyond ASCII each their own way: the
+            // value's letters and their partners are written out, and the
+            // pattern is matched case-sensitively.
+            let m = text(self.pick(ops.matches, true, c)?, self.0.regex(&re, true)?)?;
+            return if c.op == Op::Ne {
+                Ok((format!("{}({})", ops.not.trim_end(), m.0), m.1))
+            } else {
+                Ok(m)
+            };
+        }
         match (c.op, v) {
             (Op::Eq, Value::Num(n)) => num(self.need(ops.num_eq, "numeric `==`")?, n),
             (Op::Ne, Value::Num(n)) => num(self.need(ops.num_ne, "numeric `!=`")?, n),
@@ -268,7 +288,11 @@ impl<C: Columns> Table<'_, C> {
         } else {
             ops.eq_any.folded
         };
-        let (Some(t), true) = (forms, c.values.iter().all(|v| matches!(v, Value::Str(_)))) else {
+        let plain = |v: &Value| {
+            matches!(v, Value::Str(_))
+                && (c.cased || spelled_out(c.op, v, &|s| self.0.spells(s)).is_none())
+        };
+        let (Some(t), true) = (forms, c.values.iter().all(plain)) else {
             return Ok(None);
         };
         let items = c
@@ -280,6 +304,45 @@ impl<C: Columns> Table<'_, C> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(fill(t, col, "", &items.join(", "))))
+    }
+}
+
+/// A case-insensitive comparison of `op` with `v` as a whole-value regex
+/// (a search for `matches`) with every letter's case partners written out
+/// (`crate::fold`), when `v` has letters outside ASCII that have partners.
+/// `(.|\n)` is any character, in Rust, RE2 and Lucene alike.
+/// `spells` says which values need it (by default [`Columns::spells`]).
+pub fn spelled_out(op: Op, v: &Value, spells: &dyn Fn(&str) -> bool) -> Option<String> {
+    use crate::fold::{self, Ascii};
+    const ANY: &str = "(.|\\n)";
+    match (op, v) {
+        (Op::Eq | Op::Ne | Op::StartsWith | Op::EndsWith | Op::Contains, Value::Str(s))
+            if spells(s) =>
+        {
+            let lit = fold::literal_regex(s, Ascii::Explicit);
+            Some(match op {
+                Op::StartsWith => format!("^{lit}{ANY}*$"),
+                Op::EndsWith => format!("^{ANY}*{lit}$"),
+                Op::Contains => format!("^{ANY}*{lit}{ANY}*$"),
+                _ => format!("^{lit}$"),
+            })
+        }
+        (Op::Like, Value::Glob(g)) if spells(g.source()) => {
+            let mut re = String::from("^");
+            for t in g.tokens() {
+                match t {
+                    crate::ir::GlobTok::Any => re.push_str(&format!("{ANY}*")),
+                    crate::ir::GlobTok::One => re.push_str(ANY),
+                    crate::ir::GlobTok::Lit(c) => fold::push_literal(*c, Ascii::Explicit, &mut re),
+                }
+            }
+            re.push('$');
+            Some(re)
+        }
+        (Op::Matches, Value::Regex(r)) if spells(r) || fold::regex_has_cased_non_ascii(r) => {
+            fold::expand_regex(r, Ascii::Explicit)
+        }
+        _ => None,
     }
 }
 

@@ -139,7 +139,10 @@ impl Evaluator {
                 let (have, want) = if c.cased {
                     (have, want.to_string())
                 } else {
-                    (have.to_lowercase(), want.to_lowercase())
+                    (
+                        crate::fold::fold(&have).into_owned(),
+                        crate::fold::fold(want).into_owned(),
+                    )
                 };
                 match c.op {
                     Op::StartsWith => have.starts_with(&want),
@@ -154,8 +157,14 @@ impl Evaluator {
         self.regexes
             .entry((pattern.to_string(), cased))
             .or_insert_with(|| {
-                RegexBuilder::new(pattern)
-                    .case_insensitive(!cased)
+                // Case-insensitive is detc's folding (`crate::fold`), written
+                // into the pattern; Rust's `(?i)` would also fold `ſ` to `s`.
+                let pattern = if cased {
+                    pattern.to_string()
+                } else {
+                    crate::fold::expand_regex(pattern, crate::fold::Ascii::Explicit)?
+                };
+                RegexBuilder::new(&pattern)
                     .size_limit(crate::check::regex_subset::EVAL_SIZE_LIMIT)
                     .build()
                     .ok()
@@ -183,7 +192,7 @@ fn equal(c: &Cmp, leaf: &Json, v: &Value) -> Option<bool> {
             Some(if c.cased {
                 have == *want
             } else {
-                have.to_lowercase() == want.to_lowercase()
+                crate::fold::fold(&have) == crate::fold::fold(want)
             })
         }
         Value::Regex(_) | Value::Glob(_) | Value::Net(_) => None,

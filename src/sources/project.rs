@@ -18,9 +18,8 @@
 //! `io.k8s.batch.*.jobs.create` also matches `io.k8s.batch.v1.x.jobs.create`
 //! (resource `x`, subresource `jobs`); a regex with dot-free parts says
 //! exactly what normalize reads. Values compared without `cased` have each
-//! ASCII letter written as a class (`[bB]`, and `k` also as the Kelvin sign,
-//! which lower-cases to `k`), so the structure (`io.k8s.`, `v1`) stays
-//! case-sensitive as in normalize. Whatever has no exact form is an error
+//! letter written as the class of its case partners (`[bB]`, `[Ää]`), so
+//! the structure (`io.k8s.`, `v1`) stays case-sensitive as in normalize. Whatever has no exact form is an error
 //! naming the comparison and why: the backends report it as an
 //! `unsupported` loss.
 
@@ -183,28 +182,16 @@ fn not(e: Expr) -> Expr {
     Expr::Not(Box::new(e))
 }
 
-/// A literal as a regex: ASCII letters as both cases unless `cased`; a
-/// non-ASCII character with another case is refused (Lucene folds ASCII only).
+/// A literal as a regex: unless `cased`, every letter as the class of its
+/// case partners (`[bB]`, `[Ää]`: detc's folding, `crate::fold`), so the
+/// regex is matched case-sensitively and means the same in every engine.
 pub fn literal(s: &str, cased: bool) -> Result<String, String> {
     let mut out = String::new();
     for c in s.chars() {
-        if !cased && c.is_ascii_alphabetic() {
-            let (l, u) = (c.to_ascii_lowercase(), c.to_ascii_uppercase());
-            // U+212A KELVIN SIGN lower-cases to `k`.
-            if l == 'k' {
-                out.push_str("[kK\u{212A}]");
-            } else {
-                out.push_str(&format!("[{l}{u}]"));
-            }
-        } else if !cased
-            && !c.is_ascii()
-            && (c.to_lowercase().ne(std::iter::once(c)) || c.to_uppercase().ne(std::iter::once(c)))
-        {
-            return Err(format!(
-                "`{c}` has another case, and a case-insensitive regex over stored text folds ASCII letters only"
-            ));
-        } else if c == '\n' {
+        if c == '\n' {
             out.push_str("\\n");
+        } else if !cased {
+            crate::fold::push_literal(c, crate::fold::Ascii::Explicit, &mut out);
         } else {
             out.push_str(&regex_syntax::escape(&c.to_string()));
         }
@@ -772,10 +759,10 @@ mod tests {
     #[test]
     fn literals_fold_ascii_letters_only() {
         assert_eq!(literal("a.b", false).unwrap(), r"[aA]\.[bB]");
-        assert_eq!(literal("k", false).unwrap(), "[kK\u{212A}]");
+        assert_eq!(literal("k", false).unwrap(), "[kK]");
         assert_eq!(literal("A-1", true).unwrap(), r"A\-1");
-        assert!(literal("é", false).is_err());
-        assert!(literal("é", true).is_ok());
+        assert_eq!(literal("é", false).unwrap(), "[Éé]");
+        assert_eq!(literal("é", true).unwrap(), "é");
     }
 
     #[test]
