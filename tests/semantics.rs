@@ -39,7 +39,7 @@ fn semantics_table() {
         "stage": "403",
         "requestObject": {"spec": {"jobTemplate": {"spec": {"template": {"spec": {
             "containers": [{"image": "Alpine:3.19", "securityContext": {"privileged": true}}],
-            "hostNetwork": "TRUE"
+            "hostNetwork": "TRUE", "hostPID": "true", "hostIPC": ""
         }}}}}}
     });
     let cases: &[(&str, bool)] = &[
@@ -66,7 +66,16 @@ fn semantics_table() {
         // `**` reaches a key at any depth, through arrays.
         (r#"requestObject.**.image startswith "alpine""#, true),
         (r#"requestObject.**.privileged == true"#, true),
-        (r#"requestObject.**.hostNetwork == true"#, true),
+        // Booleans: JSON booleans and exactly the strings "true"/"false";
+        // "TRUE" and "" are no boolean (neither equal nor unequal).
+        (r#"requestObject.**.privileged != false"#, true),
+        (r#"requestObject.**.hostPID == true"#, true),
+        (r#"requestObject.**.hostNetwork == true"#, false),
+        (r#"requestObject.**.hostNetwork != true"#, false),
+        (r#"requestObject.**.hostNetwork == false"#, false),
+        (r#"requestObject.**.hostIPC == false"#, false),
+        (r#"requestObject.**.hostIPC != true"#, false),
+        (r#"requestObject.**.hostNetwork == "true""#, true),
         (r#"requestObject.**.missing exists"#, false),
         (
             r#"requestObject.spec.**.spec.containers.image endswith ":3.19""#,

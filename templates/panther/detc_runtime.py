@@ -338,12 +338,11 @@ def _number(leaf):
 def _bool(leaf):
     if isinstance(leaf, bool):
         return leaf
-    if isinstance(leaf, str) and leaf.isascii():
-        lowered = leaf.lower()
-        if lowered == "true":
-            return True
-        if lowered == "false":
-            return False
+    # exactly the JSON text of a boolean, as detc's evaluator
+    if leaf == "true":
+        return True
+    if leaf == "false":
+        return False
     return None
 
 
