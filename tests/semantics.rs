@@ -122,3 +122,36 @@ fn semantics_table() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A `like` glob the evaluator could not build would match nothing in detc
+/// and something in every target (Python's `re` has no size limit): the
+/// checker refuses it where it is written.
+#[test]
+fn a_glob_too_large_to_evaluate_is_refused() {
+    let compile = |glob: &str| {
+        let text = format!(
+            r#"rule r {{
+  id = "00000000-0000-4000-8000-000000000001"
+  title = "t"
+  description = "d"
+  author = "a"
+  date = 2024-01-01
+  status = test
+  severity = low
+  source kubernetes.audit on [kubernetes] {{ match userAgent like "{glob}" }}
+  test "m" on kubernetes expect match {{ "userAgent": "{glob}" }}
+  test "n" on kubernetes expect no match {{}}
+}}"#
+        );
+        detc::load::compile_text("case.rule", &text, Path::new("."))
+    };
+    assert!(compile(&"?".repeat(100)).is_ok());
+    let err = compile(&"?".repeat(40_000))
+        .expect_err("too large")
+        .to_string();
+    assert!(
+        err.contains("the glob's regex is over the 4194304-byte limit detc evaluates"),
+        "{err}"
+    );
+    assert!(err.contains("case.rule:9:"), "{err}");
+}

@@ -1233,6 +1233,20 @@ impl<'a> Checker<'a> {
                 "`null` can only be compared alone: `x == null`",
             ),
             (Op::Like, ValueKind::Str(s)) => match ir::Glob::parse(s) {
+                Ok(g) if !regex_subset::glob_builds(&g) => {
+                    self.err(
+                        Diagnostic::new(
+                            format!(
+                                "the glob's regex is over the {}-byte limit detc evaluates",
+                                regex_subset::EVAL_SIZE_LIMIT
+                            ),
+                            v.span,
+                        )
+                        .label("too large to evaluate")
+                        .hint("use fewer `?` and letters, or split it into several conditions"),
+                    );
+                    None
+                }
                 Ok(g) => Some(ir::Value::Glob(g)),
                 Err(_) => bad(
                     self,

@@ -83,6 +83,28 @@ def _has_surrogate(value):
     return False
 
 
+# serde_json refuses a document whose arrays and objects nest this deep.
+_JSON_DEPTH_LIMIT = 128
+
+
+def _too_deep(value):
+    """Whether containers nest _JSON_DEPTH_LIMIT deep (iterative: the
+    value may be nested nearly as deep as Python's recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= _JSON_DEPTH_LIMIT:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _json_object(text):
     """serde_json::from_str(text) as an object, or None."""
     try:
@@ -91,7 +113,7 @@ def _json_object(text):
         )
     except (ValueError, OverflowError, RecursionError):
         return None
-    if not isinstance(value, dict) or _has_surrogate(value):
+    if not isinstance(value, dict) or _too_deep(value) or _has_surrogate(value):
         return None
     return value
 
