@@ -528,7 +528,7 @@ fn azure_rule_agrees_with_detc() {
   attack = [T1609]
   source azure.activity on [azure] {
     match operationName endswith "/WRITE" and resultType in ["Success", "Succeeded"]
-          and callerIpAddress cidr "10.0.0.0/8" and not durationMs > 1000
+          and callerIpAddress cidr "10.0.0.0/8" and not durationMs >= 1000
   }
   test "write" on azure expect match {"operationName":"microsoft.x/jobs/write","resultType":"succeeded","callerIpAddress":"10.2.3.4","durationMs":5}
   test "slow" on azure expect no match {"operationName":"MICROSOFT.X/JOBS/WRITE","resultType":"Success","callerIpAddress":"10.2.3.4","durationMs":5000}
@@ -539,7 +539,7 @@ fn azure_rule_agrees_with_detc() {
     let r = render(&rule);
     let q = eql_query(file(&r, "az.eql"));
     assert!(
-        q.contains("event.duration >= 0") || q.contains("event.duration > 1000000000"),
+        q.contains("event.duration >= 1000000000"),
         "durationMs is scaled to ns: {q}"
     );
     let (problems, n) = cross_check(&rule);
@@ -590,7 +590,30 @@ fn unsupported_fields_and_operators_are_reported() {
             "objectRef.name > 5",
             "numeric comparisons need a numeric field",
         ),
-        ("responseStatus.code startswith \"4\"", "keyword field"),
+        // Integer fields index a fractional value truncated; boolean fields
+        // index "" as false and refuse other text (docs/language.md).
+        (
+            "requestObject.spec.securityContext.runAsUser startswith \"4\"",
+            "truncated toward zero",
+        ),
+        ("responseStatus.code == 403", "truncated toward zero"),
+        ("responseStatus.code != 403", "`>= 403 and < 404` is exact"),
+        ("responseStatus.code > 399", "`>= 400` is exact"),
+        ("responseStatus.code <= 399", "`< 400` is exact"),
+        ("responseStatus.code >= 0", "truncated toward zero"),
+        ("responseStatus.code >= 399.5", "truncated toward zero"),
+        (
+            "requestObject.spec.hostNetwork == false",
+            "empty string as false",
+        ),
+        (
+            "requestObject.spec.hostNetwork != true",
+            "empty string as false",
+        ),
+        (
+            "requestObject.spec.hostNetwork == \"true\"",
+            "indexes only true",
+        ),
         ("requestReceivedTimestamp == \"2024-01-01\"", "date field"),
         ("requestObject.rules exists", "nested"),
     ];

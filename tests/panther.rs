@@ -1241,3 +1241,173 @@ fn a_reference_that_is_no_url_goes_to_the_description() {
         "{spec}"
     );
 }
+
+// ------------------------------------------------------------------ tests pat could not reproduce
+
+/// An AKS record whose `properties.log` is the JSON text of an audit Event
+/// nested `depth` levels deep (the Event itself is level 1).
+fn aks_log_nested(depth: usize) -> Json {
+    let inner = format!(
+        "{{\"verb\":\"create\",\"requestObject\":{{\"a\":{}{}}}}}",
+        "[".repeat(depth - 2),
+        "]".repeat(depth - 2)
+    );
+    json!({"category": "kube-audit", "properties": {"log": inner}})
+}
+
+/// Every class of test Log whose verdict the generated Python could miss,
+/// through real `pat test`: the classes the runtime now reproduces (an AKS
+/// `properties.log` at serde_json's nesting limit and one level over it,
+/// which Python's json alone would decode and match; numbers serde_json
+/// reads correctly rounded, as Python does) are emitted and pass; the
+/// classes it cannot are left out, each as an `unsupported` loss naming the
+/// test and why, which the build refuses unless the rule is `lossy` for
+/// Panther.
+#[test]
+fn tests_python_cannot_reproduce_are_left_out_as_losses() {
+    let ok127 = aks_log_nested(127);
+    let over128 = aks_log_nested(128);
+    // A 27-digit decimal that serde_json's default (best-effort) parser reads
+    // one ulp off, as 1682087544780.2666: Python's float() rounds correctly.
+    let hard = "{\"verb\":\"create\",\"requestObject\":{\"n\":168208754478026677534402015e-14}}";
+    let want_n = "168208754478026677534402015e-14".parse::<f64>().unwrap();
+    assert_eq!(want_n, 1682087544780.2668);
+    assert_eq!(
+        serde_json::from_str::<f64>("168208754478026677534402015e-14").unwrap(),
+        want_n
+    );
+    let text = format!(
+        r#"
+rule reproduce {{
+  id = "00000000-0000-4000-8000-000000000003"
+  title = "reproduce"
+  description = "d"
+  author = "tests"
+  date = 2025-01-01
+  status = test
+  severity = low
+  attack = [T1053.007, TA0003]
+  lossy = [panther]
+  source kubernetes.audit on [eks, aks] {{
+    match verb == "create" and not requestObject.n == 1682087544780.2666
+  }}
+  test "eks create" on eks expect match {{ "verb": "create" }}
+  test "eks get" on eks expect no match {{ "verb": "get" }}
+  test "aks log 127 deep" on aks expect match {ok127}
+  test "aks log 128 deep" on aks expect no match {over128}
+  test "aks log hard number" on aks expect match {{ "category": "kube-audit", "properties": {{ "log": {hard} }} }}
+  test "aks export" on aks expect match {{ "records": [{{ "category": "kube-audit", "properties": {{ "log": {{ "verb": "create" }} }} }}] }}
+}}
+"#,
+        hard = serde_json::to_string(hard).unwrap(),
+    );
+    let mut rule = detc::load::compile_text("reproduce.rule", &text, &root().join("rules"))
+        .unwrap_or_else(|r| panic!("{r}"))
+        .remove(0);
+    // An event deeper than any event file can be (serde_json refuses 128
+    // levels), built here: over what pat is known to read.
+    // One level less is emitted, and pat reads it.
+    let mut deep = json!("x");
+    for _ in 0..panther::PY_NESTING_LIMIT - 1 {
+        deep = json!({ "a": deep });
+    }
+    let mut at_limit = rule.tests[0].clone();
+    at_limit.name = "eks at the limit".into();
+    at_limit.event = json!({"verb": "create", "requestObject": deep}).into();
+    let mut too_deep = rule.tests[0].clone();
+    too_deep.name = "eks too deep".into();
+    too_deep.event = json!({"verb": "create", "requestObject": {"a": deep}}).into();
+    rule.tests.push(at_limit);
+    rule.tests.push(too_deep);
+    for r in detc::eval::run_tests(&rule) {
+        assert!(r.ok, "detc fails {:?}: {}", r.name, r.detail);
+    }
+
+    let rendered = detc::build::render(&rule, Target::Panther).unwrap();
+    let mut left: Vec<(String, String)> = rendered
+        .losses
+        .iter()
+        .filter(|l| l.construct.starts_with("test "))
+        .map(|l| {
+            assert_eq!(l.kind, detc::backend::LossKind::Unsupported, "{l:?}");
+            (l.construct.clone(), l.reason.clone())
+        })
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[0].0, "test \"aks export\"");
+    assert!(left[0].1.contains("Event Hub"), "{}", left[0].1);
+    assert_eq!(left[1].0, "test \"eks too deep\"");
+    assert!(
+        left[1]
+            .1
+            .contains(&format!("nests {} levels", panther::PY_NESTING_LIMIT + 1)),
+        "{}",
+        left[1].1
+    );
+    let yml = &rendered
+        .files
+        .iter()
+        .find(|f| f.path == "rules/reproduce.yml")
+        .unwrap()
+        .contents;
+    for (construct, _) in &left {
+        assert!(
+            yml.contains(&format!(
+                "unsupported: {construct}: left out of the Panther tests"
+            )),
+            "{yml}"
+        );
+    }
+    // (the names as the template writes them: serde_yaml and serde_json stop
+    // at 128 levels, and pat below runs the file itself)
+    let names: Vec<String> = yml
+        .lines()
+        .filter_map(|l| l.strip_prefix("  - Name: "))
+        .map(|n| serde_json::from_str::<String>(n).unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "eks create",
+            "eks get",
+            "aks log 127 deep",
+            "aks log 128 deep",
+            "aks log hard number",
+            "eks at the limit"
+        ]
+    );
+
+    // The build says so, and refuses it unless the rule accepts Panther losses.
+    let opts = detc::build::Options {
+        targets: vec![Target::Panther],
+        ..Default::default()
+    };
+    let b = detc::build::build(&[&rule], &opts);
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let report = &b.files["REPORT.md"];
+    assert!(report.contains("left out of the Panther tests"), "{report}");
+    let mut strict = rule.clone();
+    strict.meta.lossy.clear();
+    let b = detc::build::build(&[&strict], &opts);
+    assert!(
+        b.errors
+            .iter()
+            .any(|e| e.contains("\"aks export\"") && e.contains("lossy = [panther]")),
+        "{:?}",
+        b.errors
+    );
+
+    // The tests emitted pass `pat test`, and the Python gives detc's verdict on each.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = render_into(std::slice::from_ref(&rule), tmp.path());
+    run_validator(&dir);
+    let cases: Vec<Case> = rule
+        .tests
+        .iter()
+        .filter(|t| names.contains(&t.name))
+        .filter_map(|t| case(&rule, &t.platform, &t.event, format!("test {:?}", t.name)))
+        .collect();
+    assert_eq!(cases.len(), names.len());
+    compare(&dir, &cases);
+}

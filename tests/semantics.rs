@@ -39,7 +39,7 @@ fn semantics_table() {
         "stage": "403",
         "requestObject": {"spec": {"jobTemplate": {"spec": {"template": {"spec": {
             "containers": [{"image": "Alpine:3.19", "securityContext": {"privileged": true}}],
-            "hostNetwork": "TRUE"
+            "hostNetwork": "TRUE", "hostPID": "true", "hostIPC": ""
         }}}}}}
     });
     let cases: &[(&str, bool)] = &[
@@ -66,7 +66,16 @@ fn semantics_table() {
         // `**` reaches a key at any depth, through arrays.
         (r#"requestObject.**.image startswith "alpine""#, true),
         (r#"requestObject.**.privileged == true"#, true),
-        (r#"requestObject.**.hostNetwork == true"#, true),
+        // Booleans: JSON booleans and exactly the strings "true"/"false";
+        // "TRUE" and "" are no boolean (neither equal nor unequal).
+        (r#"requestObject.**.privileged != false"#, true),
+        (r#"requestObject.**.hostPID == true"#, true),
+        (r#"requestObject.**.hostNetwork == true"#, false),
+        (r#"requestObject.**.hostNetwork != true"#, false),
+        (r#"requestObject.**.hostNetwork == false"#, false),
+        (r#"requestObject.**.hostIPC == false"#, false),
+        (r#"requestObject.**.hostIPC != true"#, false),
+        (r#"requestObject.**.hostNetwork == "true""#, true),
         (r#"requestObject.**.missing exists"#, false),
         (
             r#"requestObject.spec.**.spec.containers.image endswith ":3.19""#,
@@ -112,4 +121,37 @@ fn semantics_table() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A `like` glob the evaluator could not build would match nothing in detc
+/// and something in every target (Python's `re` has no size limit): the
+/// checker refuses it where it is written.
+#[test]
+fn a_glob_too_large_to_evaluate_is_refused() {
+    let compile = |glob: &str| {
+        let text = format!(
+            r#"rule r {{
+  id = "00000000-0000-4000-8000-000000000001"
+  title = "t"
+  description = "d"
+  author = "a"
+  date = 2024-01-01
+  status = test
+  severity = low
+  source kubernetes.audit on [kubernetes] {{ match userAgent like "{glob}" }}
+  test "m" on kubernetes expect match {{ "userAgent": "{glob}" }}
+  test "n" on kubernetes expect no match {{}}
+}}"#
+        );
+        detc::load::compile_text("case.rule", &text, Path::new("."))
+    };
+    assert!(compile(&"?".repeat(100)).is_ok());
+    let err = compile(&"?".repeat(40_000))
+        .expect_err("too large")
+        .to_string();
+    assert!(
+        err.contains("the glob's regex is over the 4194304-byte limit detc evaluates"),
+        "{err}"
+    );
+    assert!(err.contains("case.rule:9:"), "{err}");
 }

@@ -1465,14 +1465,35 @@ fn comparisons_map_to_modifiers() {
         one("responseStatus.code == 404").1,
         Yaml::Number(404.into())
     );
-    assert_eq!(
-        one("requestObject.spec.privileged == true").1,
-        Yaml::Bool(true)
-    );
-    assert_eq!(
-        one("requestObject.spec.privileged != true").1,
-        Yaml::Bool(false)
-    );
+    // A boolean is a YAML boolean or exactly its text (a Sigma boolean
+    // matches only a boolean): two alternatives.
+    for (expr, b) in [
+        ("requestObject.spec.privileged == true", true),
+        ("requestObject.spec.privileged != true", false),
+    ] {
+        let det = detection_of(expr);
+        assert_eq!(condition(&det), "selection", "{expr}");
+        let alternatives: Vec<(String, Yaml)> = det["selection"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{expr}: {det:?}"))
+            .iter()
+            .map(|m| {
+                let (k, v) = m.as_mapping().unwrap().iter().next().unwrap();
+                (k.as_str().unwrap().to_string(), v.clone())
+            })
+            .collect();
+        assert_eq!(
+            alternatives,
+            [
+                ("requestObject.spec.privileged".to_string(), Yaml::Bool(b)),
+                (
+                    "requestObject.spec.privileged|cased".to_string(),
+                    Yaml::String(b.to_string())
+                ),
+            ],
+            "{expr}"
+        );
+    }
     assert_eq!(one("not verb exists"), ("verb".into(), Yaml::Null));
     assert_eq!(one(r#"userAgent like "*curl*""#).0, "userAgent|contains");
 

@@ -582,6 +582,18 @@ fn language_not_keeps_events_without_the_field_and_ne_does_not() {
 }
 
 #[test]
+fn booleans_are_exactly_true_or_false() {
+    // Search terms ignore case, and "TRUE" is no boolean: `where` tests the
+    // exact text a JSON boolean becomes.
+    let (s, _) =
+        search_of(r#"    match verb == "create" and requestObject.spec.hostNetwork == true"#);
+    assert!(!first_stage(&s).contains("hostNetwork"), "{s}");
+    let w = where_stage(&s).unwrap_or_else(|| panic!("{s}"));
+    assert!(w.contains(r#""^true\\z""#), "{w}");
+    assert!(!w.contains("(?i)"), "{w}");
+}
+
+#[test]
 fn numbers_are_canonical_and_numeric_ne_needs_a_number() {
     // `403.0` is the number 403: a search term `=403.0` would match no event.
     let (s, _) = search_of(r#"    match verb == "create" and responseStatus.code == 201.0"#);

@@ -773,6 +773,102 @@ fn lucene_class(
     }
 }
 
+/// Why `c` on the Elasticsearch field `f` would not give the language's
+/// verdict on every event, through what the mapping does to a stored value:
+/// - an integer field (`long`, `integer`) indexes a fractional value
+///   truncated toward zero (`coerce`, `403.5` as 403, `"403.9"` as 403), after
+///   the pipeline's scaling (`durationMs` x 1,000,000). Only `>= c` and `< c`
+///   with a scaled `c` that is a whole number >= 1, and `> c` and `<= c` with
+///   one <= -1, hold on the truncated value exactly when they hold on the
+///   value itself; `==`, `!=` and text comparisons never do;
+/// - a boolean field indexes `true`, `false`, `"true"`, `"false"`, and the
+///   empty string as false; any other value is malformed (not indexed). The
+///   language's booleans are JSON booleans and the exact strings
+///   `"true"`/`"false"` (not `""`), so a comparison that holds for false
+///   (`== false`, `!= true`) and every text comparison but `cased == "true"`
+///   would differ.
+///
+/// A projected form reads a record field whose domain the projection fixes
+/// (the gRPC status code is an integer: `src/sources/projections.yaml`).
+pub(crate) fn coercion_loss(ctx: &Ctx, f: &EsField, c: &Cmp) -> Option<String> {
+    if c.op == Op::Exists {
+        return None;
+    }
+    let what = format!(
+        "`{}` (Elasticsearch field `{}`, {})",
+        c.field,
+        f.name,
+        match f.kind {
+            Kind::Boolean => "boolean",
+            _ => "integer",
+        }
+    );
+    match f.kind {
+        Kind::Integer if ctx.projection.is_none() => {
+            let scaled = match f.scale {
+                Some(k) => format!(" (after the ingest pipeline multiplies it by {k})"),
+                None => String::new(),
+            };
+            let truncated =
+                format!("{what} indexes a fractional value truncated toward zero{scaled}, so");
+            for v in &c.values {
+                let Value::Num(n) = v else {
+                    return Some(format!(
+                        "{truncated} it compares the number Elasticsearch kept, not the text the language compares"
+                    ));
+                };
+                let x = n.as_f64().unwrap_or(f64::NAN) * f.scale.unwrap_or(1) as f64;
+                let whole = x.is_finite() && x.fract() == 0.0;
+                let exact = match c.op {
+                    Op::Ge | Op::Lt => whole && x >= 1.0,
+                    Op::Gt | Op::Le => whole && x <= -1.0,
+                    _ => false,
+                };
+                if !exact {
+                    let hint = match c.op {
+                        Op::Eq | Op::Ne => " (for whole-number data, a range such as `>= 403 and < 404` is exact there)".to_string(),
+                        Op::Gt | Op::Le if whole && x >= 0.0 => format!(
+                            " (for whole-number data, `{} {}` is exact there)",
+                            if c.op == Op::Gt { ">=" } else { "<" },
+                            n.as_f64().unwrap_or(0.0) + 1.0 / f.scale.unwrap_or(1) as f64
+                        ),
+                        _ => String::new(),
+                    };
+                    return Some(format!(
+                        "{truncated} `{} {n}` would hold on a value where the language's does not{hint}",
+                        c.op.keyword()
+                    ));
+                }
+            }
+            None
+        }
+        Kind::Boolean => {
+            for v in &c.values {
+                match (c.op, v) {
+                    (Op::Eq, Value::Bool(false)) | (Op::Ne, Value::Bool(true)) => {
+                        return Some(format!(
+                            "{what} indexes an empty string as false, which the language's `{} {}` does not count as a boolean",
+                            c.op.keyword(),
+                            v.text()
+                        ))
+                    }
+                    (Op::Eq | Op::Ne, Value::Bool(_)) => {}
+                    (Op::Eq, Value::Str(s)) if c.cased && s == "true" => {}
+                    _ => {
+                        return Some(format!(
+                            "{what} indexes only true, false, \"true\", \"false\" and \"\" (as false): `{}` with {} compares text the index does not keep",
+                            c.op.keyword(),
+                            v.text()
+                        ))
+                    }
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
 /// A number as EQL writes it, scaled when the pipeline scales the field.
 pub(crate) fn eql_number(
     n: &serde_json::Number,
@@ -846,9 +942,9 @@ impl Eql<'_> {
         let bad = |why: &str| Err(format!("`{field}` ({}) {why}", f.name));
         match (f.kind, v) {
             (Kind::Keyword, Value::Str(s)) => Ok(Lit::Str { s: s.clone(), fold: !cased }),
-            // The language compares a boolean with a string leaf as the text
-            // "true"/"false" in any case; a keyword field stores JSON booleans as that text.
-            (Kind::Keyword, Value::Bool(b)) => Ok(Lit::Str { s: b.to_string(), fold: true }),
+            // The language compares a boolean with a string leaf as exactly the
+            // text "true"/"false"; a keyword field stores JSON booleans as that text.
+            (Kind::Keyword, Value::Bool(b)) => Ok(Lit::Str { s: b.to_string(), fold: false }),
             (Kind::Keyword, Value::Num(_)) => bad(
                 "is a keyword field: Elasticsearch compares the number as exact text, while the language compares numbers numerically (write the value as a string)",
             ),
@@ -860,9 +956,8 @@ impl Eql<'_> {
                 _ => bad("is numeric: only a string that is a plain integer compares the same way there"),
             },
             (Kind::Boolean, Value::Bool(b)) => Ok(Lit::Raw(b.to_string())),
-            (Kind::Boolean, Value::Str(s)) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
-                Ok(Lit::Raw(s.to_ascii_lowercase()))
-            }
+            // (only `cased == "true"` reaches here: see `coercion_loss`)
+            (Kind::Boolean, Value::Str(s)) if s == "true" || s == "false" => Ok(Lit::Raw(s.clone())),
             (Kind::Ip, Value::Str(s)) if s.parse::<IpAddr>().is_ok() => Ok(Lit::Str { s: s.clone(), fold: false }),
             (Kind::Ip, _) => bad("is an ip field: only IP address values compare the same way"),
             (Kind::Date, _) => bad("is a date field: Elasticsearch compares instants, the language compares text"),
@@ -941,6 +1036,9 @@ impl Eql<'_> {
         } else {
             self.ctx.resolve(&c.field)?
         };
+        if let Some(why) = coercion_loss(self.ctx, &f, c) {
+            return Err(why);
+        }
         let name = eql_field(&f.name)?;
         let n = c.values.len();
         let many = |parts: Vec<String>| join(parts, if c.all { " and " } else { " or " });
@@ -1508,7 +1606,8 @@ fn coerce(k: Kind, v: &Json, scale: Option<i64>) -> Option<Json> {
             }
         }
         (Kind::Boolean, Json::Bool(_)) => Some(v.clone()),
-        (Kind::Boolean, Json::String(s)) if s == "true" || s == "false" => {
+        // Elasticsearch's boolean field: "" is false; any other text is malformed.
+        (Kind::Boolean, Json::String(s)) if s == "true" || s == "false" || s.is_empty() => {
             Some(Json::Bool(s == "true"))
         }
         (Kind::Ip, Json::String(s)) if s.parse::<IpAddr>().is_ok() => Some(v.clone()),

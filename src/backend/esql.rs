@@ -166,6 +166,9 @@ impl Columns for Ctx {
                 c.field, f.name
             ));
         }
+        if let Some(why) = elastic::coercion_loss(self, &f, c) {
+            return Err(why);
+        }
         let name = esql_field(&f.name);
         let present = format!("{name} IS NOT NULL");
         let text = match f.kind {

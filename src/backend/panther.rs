@@ -11,12 +11,20 @@
 //! each comparison as a call into the runtime with every literal written by
 //! [`python_str`].
 //!
-//! Case folding is detc's own (`crate::fold`): the runtime carries its table,
-//! and case-insensitive patterns spell out their non-ASCII letters' partners.
-//! Known differences from the Rust evaluator, all outside the test data:
-//! Python `re` has no size limit,
-//! and JSON decoding of AKS `properties.log` has Python's nesting limit
-//! instead of serde_json's 128 levels.
+//! The rule's tests become the YAML `Tests`, and `pat test` must pass them:
+//! a test goes in only when the generated Python gives the evaluator's
+//! verdict on it. Where the two could read an event differently, the runtime
+//! or the checker removes the difference: the runtime refuses an AKS
+//! `properties.log` nested as deep as serde_json refuses (128 levels), both
+//! read its numbers correctly rounded (serde_json's `float_roundtrip`), the
+//! checker refuses a regex or glob the evaluator could not build (Python
+//! `re` has no size limit), and case folding is detc's own (`crate::fold`:
+//! the runtime carries its table, and case-insensitive patterns spell out
+//! their letters' partners beyond ASCII). What remains is decided per test
+//! Log by [`unreproducible`], and such a test is left out as an
+//! `unsupported` loss naming it: an Event Hub export expected to match (a
+//! test Log is one record), a record that is no JSON object, and a Log
+//! nested deeper than [`PY_NESTING_LIMIT`].
 
 use super::printer::{self, Dialect};
 use super::text::{comment_text, python_str, yaml_str};
@@ -966,6 +974,56 @@ pub fn has_nested_class(pattern: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// How deep a test Log may nest (objects and arrays, the Log itself
+/// included) and be emitted: PyYAML composes a flow collection recursively,
+/// and the runtime walks `**` recursively, both under Python's recursion
+/// limit, so a deep enough Log fails `pat test` whatever the rule says.
+/// tests/panther.rs runs pat on a Log this deep; deeper is not known to
+/// pass. serde_json refuses event files nested 128 deep, so no event read
+/// from a file goes over it; an event built otherwise (a library user's) may.
+pub const PY_NESTING_LIMIT: usize = 127;
+
+/// Why the generated Python could give another verdict than the evaluator on
+/// this test Log (one record), if it could: decided from the record itself.
+pub fn unreproducible(record: &Json) -> Option<String> {
+    if !record.is_object() {
+        return Some("the test event is not a JSON object, and a Panther test Log is one".into());
+    }
+    let depth = nesting(record);
+    if depth > PY_NESTING_LIMIT {
+        return Some(format!(
+            "the event nests {depth} levels deep, over the {PY_NESTING_LIMIT} that pat's YAML reader and the runtime read within Python's recursion limit"
+        ));
+    }
+    None
+}
+
+/// How deep objects and arrays nest in `v` (a scalar is 0), without recursion.
+fn nesting(v: &Json) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 1)];
+    while let Some((item, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Json>> = match item {
+            Json::Object(m) => Box::new(m.values()),
+            Json::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
+/// A test left out of the Panther tests: an `unsupported` loss (it needs the
+/// rule's `lossy = [panther]`), named so the report says which and why.
+fn left_out(stem: &str, test: &str, why: &str) -> Loss {
+    Loss::unsupported(
+        stem,
+        format!("test {test:?}"),
+        format!("left out of the Panther tests: {why}, so `pat test` could not check detc's verdict on it"),
+    )
+}
+
 /// The rule's tests for this detection's platforms, as template entries.
 fn tests_yaml(
     rule: &Rule,
@@ -992,10 +1050,10 @@ fn tests_yaml(
         let records: Vec<(String, &Json)> = match t.event.get("records") {
             Some(Json::Array(items)) if t.event.as_object().is_some_and(|o| o.len() == 1) => {
                 if t.expect.matched {
-                    losses.push(Loss::not_applicable(
+                    losses.push(left_out(
                         &det.stem,
-                        format!("test {:?}", t.name),
-                        "an Event Hub `records` file matches when one of its records does; a Panther test Log is one event (left out)",
+                        &t.name,
+                        "an Event Hub `records` file matches when one of its records does, and a Panther test Log is one record",
                     ));
                     continue;
                 }
@@ -1009,12 +1067,11 @@ fn tests_yaml(
             _ => vec![(t.name.clone(), &t.event)],
         };
         for (name, record) in records {
+            if let Some(why) = unreproducible(record) {
+                losses.push(left_out(&det.stem, &name, &why));
+                continue;
+            }
             let Json::Object(event) = record else {
-                losses.push(Loss::not_applicable(
-                    &det.stem,
-                    format!("test {name:?}"),
-                    "the test event is not a JSON object",
-                ));
                 continue;
             };
             let mut notes = vec![format!("detc test on {}, event {}", t.platform, t.origin)];

@@ -761,6 +761,18 @@ pub fn escape_value(v: &str) -> String {
 /// character (ControlCharacterIssue), or text Python's `int()` reads as a
 /// number (NumberAsStringIssue). Such values are written as `|re` regexes
 /// instead, which say the same and carry none of those issues.
+/// Booleans as the exact strings a boolean may also be (`true`, `false`), each once.
+fn bool_texts(bools: impl Iterator<Item = bool>) -> Vec<Yaml> {
+    let mut out: Vec<Yaml> = Vec::new();
+    for b in bools {
+        let t = Yaml::String(b.to_string());
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
 pub fn needs_regex(v: &str) -> bool {
     let numeric = !v.is_empty()
         && !v.contains(' ')
@@ -1166,6 +1178,15 @@ impl<'a> Lowering<'a> {
                 if !others.is_empty() {
                     form.push(vec![(name.clone(), others)]);
                 }
+                // A boolean is also the exact text "true"/"false" (a Sigma
+                // boolean matches only a boolean).
+                let texts = bool_texts(c.values.iter().filter_map(|v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                }));
+                if !texts.is_empty() {
+                    form.push(vec![(key(&name, &["cased"]), texts)]);
+                }
                 form
             }
             Op::Ne => {
@@ -1186,7 +1207,12 @@ impl<'a> Lowering<'a> {
                     form.push(vec![(key(&name, &["lt"]), gt)]);
                 }
                 if !bools.is_empty() {
+                    let texts = bool_texts(bools.iter().filter_map(|b| match b {
+                        Yaml::Bool(b) => Some(*b),
+                        _ => None,
+                    }));
                     form.push(vec![(name.clone(), bools)]);
+                    form.push(vec![(key(&name, &["cased"]), texts)]);
                 }
                 form
             }

@@ -738,11 +738,9 @@ impl SearchTerms<'_> {
                         Err(why) => needs_where(why),
                     }
                 }
-                Value::Bool(b) => {
-                    // `!= true` holds for a false value only: write it as `= "false"`.
-                    let want = if c.op == Op::Eq { *b } else { !*b };
-                    Ok(format!("{f}=\"{want}\""))
-                }
+                // A boolean is exactly `true` or `false` (JSON's spelling), and
+                // search terms ignore case: `where` tests the exact text.
+                Value::Bool(_) => needs_where("a boolean (exactly `true`/`false`)".into()),
                 Value::Num(n) => numeric(n),
                 Value::Regex(_) | Value::Glob(_) | Value::Net(_) => no_form(),
             },
@@ -953,8 +951,9 @@ impl WhereExpr<'_> {
                 Value::Str(s) if c.op == Op::Eq => re(format!("^{}\\z", lit(s))),
                 Value::Str(s) => format!("NOT {}", re(format!("^{}\\z", lit(s)))),
                 Value::Bool(b) => {
+                    // `!= true` holds for a false value only; the text is exact.
                     let want = if c.op == Op::Eq { *b } else { !*b };
-                    format!("match({r}, \"(?i)^{want}\\\\z\")")
+                    format!("match({r}, \"^{want}\\\\z\")")
                 }
                 Value::Num(n) if c.op == Op::Eq => num("==", n),
                 Value::Num(n) => num("!=", n),

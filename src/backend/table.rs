@@ -208,13 +208,14 @@ impl<C: Columns> Table<'_, C> {
             };
             return text(t, b.to_string());
         }
-        // Booleans compare as the text "true"/"false" in any case, as the
-        // language defines them on text leaves.
+        // Elsewhere a boolean compares as exactly the text "true"/"false"
+        // (JSON's spelling, as the language defines booleans on text leaves).
+        let boolean = matches!(v, Value::Bool(_));
         let v = match v {
             Value::Bool(b) => &Value::Str(b.to_string()),
             v => v,
         };
-        let cased = c.cased && !matches!(v, Value::Num(_));
+        let cased = boolean || (c.cased && !matches!(v, Value::Num(_)));
         if let Some(re) = (!cased)
             .then(|| spelled_out(c.op, v, &|s| self.0.spells(s)))
             .flatten()

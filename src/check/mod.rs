@@ -1143,6 +1143,32 @@ impl<'a> Checker<'a> {
             );
             None
         };
+        // A number field compares as a number only: its text differs between
+        // events and targets (`5`, `5.0`, `"5"`, Elastic's coerced long), so
+        // a string comparison on it would give each target its own verdict.
+        let as_text = matches!(
+            (op, &v.kind),
+            (Op::Eq | Op::Ne, ValueKind::Str(_))
+                | (
+                    Op::StartsWith | Op::EndsWith | Op::Contains | Op::Like | Op::Matches,
+                    _
+                )
+        );
+        if as_text && field.ty == FieldType::Number && !field.free_form {
+            self.err(
+                Diagnostic::new(
+                    format!(
+                        "`{}` with {} on a number field compares text",
+                        op.keyword(),
+                        v.kind.describe()
+                    ),
+                    v.span,
+                )
+                .label("the field holds numbers")
+                .hint("compare it with a number (`== 5`, `>= 400 and < 500`): numbers are written differently by events and targets (`5`, `5.0`, `\"5\"`)"),
+            );
+            return None;
+        }
         match (op, &v.kind) {
             (Op::Lt | Op::Le | Op::Gt | Op::Ge, ValueKind::Num(n)) => {
                 if !matches!(
@@ -1207,6 +1233,20 @@ impl<'a> Checker<'a> {
                 "`null` can only be compared alone: `x == null`",
             ),
             (Op::Like, ValueKind::Str(s)) => match ir::Glob::parse(s) {
+                Ok(g) if !regex_subset::glob_builds(&g) => {
+                    self.err(
+                        Diagnostic::new(
+                            format!(
+                                "the glob's regex is over the {}-byte limit detc evaluates",
+                                regex_subset::EVAL_SIZE_LIMIT
+                            ),
+                            v.span,
+                        )
+                        .label("too large to evaluate")
+                        .hint("use fewer `?` and letters, or split it into several conditions"),
+                    );
+                    None
+                }
                 Ok(g) => Some(ir::Value::Glob(g)),
                 Err(_) => bad(
                     self,

@@ -40,6 +40,17 @@ pub fn check(pattern: &str) -> Result<(), (String, &'static str)> {
 /// The evaluator's compiled-size limit (`RegexBuilder::size_limit`).
 pub const EVAL_SIZE_LIMIT: usize = 1 << 22;
 
+/// Whether the evaluator can build a `like` glob's regex (within
+/// [`EVAL_SIZE_LIMIT`], case-insensitive, the larger form): a glob it could
+/// not build would match nothing in detc and something in the targets.
+pub fn glob_builds(glob: &crate::ir::Glob) -> bool {
+    regex::RegexBuilder::new(&crate::eval::glob_to_regex(glob))
+        .case_insensitive(true)
+        .size_limit(EVAL_SIZE_LIMIT)
+        .build()
+        .is_ok()
+}
+
 /// Lucene's default limit on determinized states (`RegexpQuery`,
 /// `Operations.DEFAULT_DETERMINIZE_WORK_LIMIT` in older releases:
 /// `maxDeterminizedStates = 10000`).

@@ -5,6 +5,7 @@
 //! - Arrays match when any element matches; `**` reaches a key at any depth.
 //! - Strings compare case-insensitively unless `cased`.
 //! - Numeric comparisons accept numbers and strings that parse as numbers.
+//! - Booleans are JSON booleans and the strings `true`/`false`, exactly.
 
 use crate::ir::{Cmp, Detection, Expr, Field, Glob, GlobTok, Op, Rule, Seg, Severity, Value};
 use crate::sources::normalize::normalize;
@@ -181,8 +182,10 @@ fn equal(c: &Cmp, leaf: &Json, v: &Value) -> Option<bool> {
         Value::Bool(b) => {
             let actual = match leaf {
                 Json::Bool(x) => *x,
-                Json::String(s) if s.eq_ignore_ascii_case("true") => true,
-                Json::String(s) if s.eq_ignore_ascii_case("false") => false,
+                // Exactly the JSON text of a boolean: Elasticsearch's boolean
+                // fields refuse any other spelling (docs/language.md).
+                Json::String(s) if s == "true" => true,
+                Json::String(s) if s == "false" => false,
                 _ => return None,
             };
             Some(actual == *b)

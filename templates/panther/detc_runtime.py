@@ -314,6 +314,28 @@ def _has_surrogate(value):
     return False
 
 
+# serde_json refuses a document whose arrays and objects nest this deep.
+_JSON_DEPTH_LIMIT = 128
+
+
+def _too_deep(value):
+    """Whether containers nest _JSON_DEPTH_LIMIT deep (iterative: the
+    value may be nested nearly as deep as Python's recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= _JSON_DEPTH_LIMIT:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _json_object(text):
     """serde_json::from_str(text) as an object, or None."""
     try:
@@ -322,7 +344,7 @@ def _json_object(text):
         )
     except (ValueError, OverflowError, RecursionError):
         return None
-    if not isinstance(value, dict) or _has_surrogate(value):
+    if not isinstance(value, dict) or _too_deep(value) or _has_surrogate(value):
         return None
     return value
 
@@ -569,12 +591,11 @@ def _number(leaf):
 def _bool(leaf):
     if isinstance(leaf, bool):
         return leaf
-    if isinstance(leaf, str) and leaf.isascii():
-        lowered = leaf.lower()
-        if lowered == "true":
-            return True
-        if lowered == "false":
-            return False
+    # exactly the JSON text of a boolean, as detc's evaluator
+    if leaf == "true":
+        return True
+    if leaf == "false":
+        return False
     return None
 
 
