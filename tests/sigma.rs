@@ -1487,8 +1487,8 @@ fn comparisons_map_to_modifiers() {
             [
                 ("requestObject.spec.privileged".to_string(), Yaml::Bool(b)),
                 (
-                    "requestObject.spec.privileged|cased".to_string(),
-                    Yaml::String(b.to_string())
+                    "requestObject.spec.privileged|re".to_string(),
+                    Yaml::String(format!("^{b}$"))
                 ),
             ],
             "{expr}"

@@ -497,6 +497,7 @@ fn hostile_values_round_trip() {
             let literal = !v.contains('*')
                 && !v.contains('`')
                 && !v.chars().any(char::is_control)
+                && !detc::fold::has_cased_non_ascii(v)
                 && (full || !v.contains('\\'));
             if literal {
                 // A search term: the quoted value reads back unchanged.
@@ -519,7 +520,9 @@ fn hostile_values_round_trip() {
                 assert_eq!(res.len(), 1, "{w}");
                 let re = regex::Regex::new(&res[0]).unwrap_or_else(|e| panic!("{w}: {e}"));
                 assert!(re.is_match(v), "{w} must match {v:?}");
-                assert!(re.is_match(&v.to_uppercase()), "{w} ignores case");
+                // Another case of every letter, as detc folds it.
+                let other: String = v.chars().map(|c| detc::fold::class(c)[0]).collect();
+                assert!(re.is_match(&other), "{w} ignores case");
                 assert_eq!(re.is_match(&format!("{v}x")), !full, "{w} vs {v:?}x");
                 assert!(!re.is_match(&format!("x{v}")), "{w} is anchored");
             }

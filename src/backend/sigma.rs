@@ -756,16 +756,13 @@ pub fn escape_value(v: &str) -> String {
     out
 }
 
-/// A string value that `sigma check` reports when written as a plain
-/// Sigma string: a literal `*` or `?` (EscapedWildcardIssue), a control
-/// character (ControlCharacterIssue), or text Python's `int()` reads as a
-/// number (NumberAsStringIssue). Such values are written as `|re` regexes
-/// instead, which say the same and carry none of those issues.
-/// Booleans as the exact strings a boolean may also be (`true`, `false`), each once.
+/// Booleans as the exact strings a boolean may also be (`true`, `false`),
+/// each once, as case-sensitive regexes: pySigma's backends refuse `|cased`,
+/// and a regex is case-sensitive everywhere.
 fn bool_texts(bools: impl Iterator<Item = bool>) -> Vec<Yaml> {
     let mut out: Vec<Yaml> = Vec::new();
     for b in bools {
-        let t = Yaml::String(b.to_string());
+        let t = Yaml::String(format!("^{b}$"));
         if !out.contains(&t) {
             out.push(t);
         }
@@ -773,6 +770,11 @@ fn bool_texts(bools: impl Iterator<Item = bool>) -> Vec<Yaml> {
     out
 }
 
+/// A string value that `sigma check` reports when written as a plain
+/// Sigma string: a literal `*` or `?` (EscapedWildcardIssue), a control
+/// character (ControlCharacterIssue), or text Python's `int()` reads as a
+/// number (NumberAsStringIssue). Such values are written as `|re` regexes
+/// instead, which say the same and carry none of those issues.
 pub fn needs_regex(v: &str) -> bool {
     let numeric = !v.is_empty()
         && !v.contains(' ')
@@ -1185,7 +1187,7 @@ impl<'a> Lowering<'a> {
                     _ => None,
                 }));
                 if !texts.is_empty() {
-                    form.push(vec![(key(&name, &["cased"]), texts)]);
+                    form.push(vec![(key(&name, &["re"]), texts)]);
                 }
                 form
             }
@@ -1212,7 +1214,7 @@ impl<'a> Lowering<'a> {
                         _ => None,
                     }));
                     form.push(vec![(name.clone(), bools)]);
-                    form.push(vec![(key(&name, &["cased"]), texts)]);
+                    form.push(vec![(key(&name, &["re"]), texts)]);
                 }
                 form
             }

@@ -1730,6 +1730,30 @@ impl<'a> Checker<'a> {
                 );
                 continue;
             }
+            if let Some((field, value)) = crate::sources::source_of_platform(&t.platform.node)
+                .and_then(|cat| {
+                    crate::sources::normalize::records(event.as_ref().clone())
+                        .iter()
+                        .filter_map(|rec| {
+                            crate::sources::normalize::normalize(&t.platform.node, rec)
+                        })
+                        .find_map(|e| crate::sources::fraction_in_whole_field(cat, &e))
+                })
+            {
+                let span = match &t.event {
+                    ast::TestEvent::Inline(v) => v.span,
+                    ast::TestEvent::File(p) => p.span,
+                };
+                self.err(
+                    Diagnostic::new(
+                        format!("`{field}` holds {value}, but the source's schema makes it an integer"),
+                        span,
+                    )
+                    .label("a fraction in an integer field")
+                    .hint("no real record holds a fraction there (Elasticsearch would store it truncated): use a whole number"),
+                );
+                continue;
+            }
             out.push(ir::TestCase {
                 name: t.name.node.clone(),
                 platform: t.platform.node.clone(),

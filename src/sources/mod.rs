@@ -17,13 +17,69 @@ pub struct FieldDef {
     pub ty: FieldType,
     #[serde(default)]
     pub array: bool,
+    /// The source's own schema types the field as an integer, so no record
+    /// holds a fraction there (a test event that does is refused): targets
+    /// that store it as an integer (Elasticsearch truncates) then compare
+    /// exactly as the language does.
+    #[serde(default)]
+    pub whole: bool,
     #[serde(default)]
     pub description: String,
+}
+
+/// The first value of `event` (a normalised record) at a `whole` field of
+/// `catalog` that is a number with a fraction, or a string that reads as
+/// one: (field, value).
+pub fn fraction_in_whole_field(
+    catalog: &Catalog,
+    event: &serde_json::Value,
+) -> Option<(String, String)> {
+    if catalog.integers {
+        if let Some(found) = fraction_anywhere(event, &mut Vec::new()) {
+            return Some(found);
+        }
+    }
+    for f in catalog.fields.iter().filter(|f| f.whole) {
+        let field = Field(f.path.split('.').map(|k| Seg::Key(k.to_string())).collect());
+        for v in crate::eval::lookup(event, &field) {
+            let x = match v {
+                serde_json::Value::Number(n) => n.as_f64(),
+                serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            if x.is_some_and(|x| x.is_finite() && x.fract() != 0.0) {
+                return Some((f.path.clone(), v.to_string()));
+            }
+        }
+    }
+    None
+}
+
+/// The first JSON number with a fraction in `v`: (its path, the number).
+fn fraction_anywhere(v: &serde_json::Value, path: &mut Vec<String>) -> Option<(String, String)> {
+    match v {
+        serde_json::Value::Number(n) if n.as_f64().is_some_and(|x| x.fract() != 0.0) => {
+            Some((path.join("."), n.to_string()))
+        }
+        serde_json::Value::Object(m) => m.iter().find_map(|(k, x)| {
+            path.push(k.clone());
+            let found = fraction_anywhere(x, path);
+            path.pop();
+            found
+        }),
+        serde_json::Value::Array(xs) => xs.iter().find_map(|x| fraction_anywhere(x, path)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Catalog {
     pub source: String,
+    /// Every number of the source's records is an integer (the Kubernetes
+    /// API conventions forbid floats): a test event with a fraction
+    /// anywhere is refused, and integer-mapped fields compare exactly.
+    #[serde(default)]
+    pub integers: bool,
     /// How titles name the source (`Kubernetes audit logs`).
     pub label: String,
     #[serde(default)]
@@ -120,6 +176,7 @@ impl Catalog {
                                 path,
                                 ty: FieldType::Any,
                                 array: true,
+                                whole: false,
                                 description: format!(
                                     "{} `{a}` list ({}); a known array below the free-form {below}, from `${}`.",
                                     p.kinds.join("/"),
@@ -136,6 +193,7 @@ impl Catalog {
                                 path,
                                 ty: *ty,
                                 array: false,
+                                whole: false,
                                 description: format!(
                                     "{} `{leaf}` ({}); a known leaf below the free-form {below}, from `${}`.",
                                     p.kinds.join("/"),
