@@ -1269,7 +1269,9 @@ fn tests_python_cannot_reproduce_are_left_out_as_losses() {
     let over128 = aks_log_nested(128);
     // A 27-digit decimal that serde_json's default (best-effort) parser reads
     // one ulp off, as 1682087544780.2666: Python's float() rounds correctly.
-    let hard = "{\"verb\":\"create\",\"requestObject\":{\"n\":168208754478026677534402015e-14}}";
+    // (kubernetes.audit holds integers only, so no test event carries it
+    // any more: the checker refuses a fraction there; serde_json's
+    // `float_roundtrip` stays for the other sources.)
     let want_n = "168208754478026677534402015e-14".parse::<f64>().unwrap();
     assert_eq!(want_n, 1682087544780.2668);
     assert_eq!(
@@ -1295,11 +1297,9 @@ rule reproduce {{
   test "eks get" on eks expect no match {{ "verb": "get" }}
   test "aks log 127 deep" on aks expect match {ok127}
   test "aks log 128 deep" on aks expect no match {over128}
-  test "aks log hard number" on aks expect match {{ "category": "kube-audit", "properties": {{ "log": {hard} }} }}
   test "aks export" on aks expect match {{ "records": [{{ "category": "kube-audit", "properties": {{ "log": {{ "verb": "create" }} }} }}] }}
 }}
 "#,
-        hard = serde_json::to_string(hard).unwrap(),
     );
     let mut rule = detc::load::compile_text("reproduce.rule", &text, &root().join("rules"))
         .unwrap_or_else(|r| panic!("{r}"))
@@ -1373,7 +1373,6 @@ rule reproduce {{
             "eks get",
             "aks log 127 deep",
             "aks log 128 deep",
-            "aks log hard number",
             "eks at the limit"
         ]
     );
