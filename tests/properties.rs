@@ -63,13 +63,27 @@ fn rule_for(i: usize, v: &str) -> Rule {
     let lit = serde_json::to_string(v).expect("json");
     // The rule language has its own escapes; `\u{..}` carries the rest.
     let lit = rule_string(v).unwrap_or(lit);
-    let hit = json!({"kind": "Event", "verb": "create", "userAgent": v});
-    let miss = json!({"kind": "Event", "verb": "create", "userAgent": format!("{v}x")});
+    audit_rule(
+        &format!("prop_{i}"),
+        &format!("3f0c8e8a-7d51-4c1b-9a57-{i:012x}"),
+        &format!("Property {i}"),
+        &format!("userAgent cased == {lit}"),
+        v,
+        &format!("{v}x"),
+    )
+}
+
+/// A rule `name` matching `verb == "create" and <condition>` on raw
+/// Kubernetes and AKS, with a matching and a non-matching test on each,
+/// whose events carry `hit` and `miss` as `userAgent`.
+fn audit_rule(name: &str, id: &str, title: &str, condition: &str, hit: &str, miss: &str) -> Rule {
+    let hit = json!({"kind": "Event", "verb": "create", "userAgent": hit});
+    let miss = json!({"kind": "Event", "verb": "create", "userAgent": miss});
     let aks = |e: &Json| json!({"category": "kube-audit", "properties": {"log": e.to_string()}});
     compile(&format!(
-        r#"rule prop_{i} {{
-  id = "3f0c8e8a-7d51-4c1b-9a57-{i:012x}"
-  title = "Property {i}"
+        r#"rule {name} {{
+  id = "{id}"
+  title = "{title}"
   description = "d"
   author = "a"
   date = 2025-01-01
@@ -77,7 +91,7 @@ fn rule_for(i: usize, v: &str) -> Rule {
   severity = medium
   attack = [T1053.007, TA0003]
   source kubernetes.audit on [kubernetes, aks] {{
-    match verb == "create" and userAgent cased == {lit}
+    match verb == "create" and {condition}
   }}
   test "hit" on kubernetes expect match {hit}
   test "miss" on kubernetes expect no match {miss}
@@ -346,31 +360,14 @@ fn folding_rule(i: usize, op: &str, v: &str) -> Rule {
         ),
         _ => (swapped, format!("{v}x")),
     };
-    let hit = json!({"kind": "Event", "verb": "create", "userAgent": hit});
-    let miss = json!({"kind": "Event", "verb": "create", "userAgent": miss});
-    let aks = |e: &Json| json!({"category": "kube-audit", "properties": {"log": e.to_string()}});
-    compile(&format!(
-        r#"rule fold_{i} {{
-  id = "4f0c8e8a-7d51-4c1b-9a57-{i:012x}"
-  title = "Folding {i}"
-  description = "d"
-  author = "a"
-  date = 2025-01-01
-  status = stable
-  severity = medium
-  attack = [T1053.007, TA0003]
-  source kubernetes.audit on [kubernetes, aks] {{
-    match verb == "create" and userAgent {op} {lit}
-  }}
-  test "hit" on kubernetes expect match {hit}
-  test "miss" on kubernetes expect no match {miss}
-  test "aks hit" on aks expect match {}
-  test "aks miss" on aks expect no match {}
-}}
-"#,
-        aks(&hit),
-        aks(&miss)
-    ))
+    audit_rule(
+        &format!("fold_{i}"),
+        &format!("4f0c8e8a-7d51-4c1b-9a57-{i:012x}"),
+        &format!("Folding {i}"),
+        &format!("userAgent {op} {lit}"),
+        &hit,
+        &miss,
+    )
 }
 
 /// Case-insensitive comparisons of drawn values (and of [`FOLDING`]) give

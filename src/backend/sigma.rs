@@ -1032,49 +1032,24 @@ impl<'a> Lowering<'a> {
         }
         // Letters beyond ASCII: Sigma engines fold them each their own way,
         // so the value is a case-sensitive `|re` with every letter's case
-        // partners written out (`crate::fold`).
-        if !c.cased
-            && c.values.iter().any(|v| {
-                super::table::spelled_out(c.op, v, &crate::fold::has_cased_non_ascii).is_some()
-            })
-        {
+        // partners written out (`crate::fold`). `!=` is expanded below into
+        // `not (absent or ==)`, whose `==` comes back here.
+        let spelled =
+            |v: &Value| super::table::spelled_out(c.op, v, &crate::fold::has_cased_non_ascii);
+        if !c.cased && c.op != Op::Ne && c.values.iter().any(|v| spelled(v).is_some()) {
             if c.values.len() > 1 {
                 return Ok(Some(Expr::Or(
                     c.values.iter().map(|v| Expr::Cmp(single(c, v))).collect(),
                 )));
             }
-            if c.op == Op::Ne && c.info.is_array() {
-                return Err(Unprintable {
-                    construct: c.to_string(),
-                    reason: "`!=` on an array field holds when some element differs; Sigma can only say \"not equal to any element\"".into(),
-                });
-            }
-            let re = c
-                .values
-                .first()
-                .and_then(|v| super::table::spelled_out(c.op, v, &crate::fold::has_cased_non_ascii))
-                .unwrap_or_default();
-            let m = Expr::Cmp(Cmp {
+            let re = c.values.first().and_then(spelled).unwrap_or_default();
+            return Ok(Some(Expr::Cmp(Cmp {
                 op: Op::Matches,
                 values: vec![Value::Regex(re)],
                 cased: true,
                 all: false,
                 ..c.clone()
-            });
-            if c.op != Op::Ne {
-                return Ok(Some(m));
-            }
-            let exists = Cmp {
-                op: Op::Exists,
-                values: vec![],
-                cased: false,
-                all: false,
-                ..c.clone()
-            };
-            return Ok(Some(Expr::Not(Box::new(Expr::Or(vec![
-                Expr::Not(Box::new(Expr::Cmp(exists))),
-                m,
-            ])))));
+            })));
         }
         if c.op == Op::Ne
             && c.values
