@@ -80,7 +80,7 @@ pub fn has_cased_non_ascii(s: &str) -> bool {
 }
 
 /// How [`expand_regex`] writes ASCII letters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ascii {
     /// Left as written: the engine's ASCII-only flag folds them, in
     /// literals and in classes (Python `re.IGNORECASE | re.ASCII`).
@@ -98,6 +98,11 @@ pub enum Ascii {
 /// case under detc's folding: every letter with case partners becomes a
 /// class of them, every class gains its members' partners. The result stays
 /// in the portable subset. `None` when the pattern does not parse.
+#[cached::proc_macro::cached(
+    size = 4096,
+    key = "(String, Ascii)",
+    convert = "{ (pattern.to_string(), ascii) }"
+)]
 pub fn expand_regex(pattern: &str, ascii: Ascii) -> Option<String> {
     let mut ast = ast::parse::ParserBuilder::new()
         .nest_limit(64)

@@ -586,6 +586,9 @@ fn lucene_folded_char(c: char, out: &mut String) {
 
 /// A portable regex as a Lucene regex with the language's meaning: an
 /// unanchored search, so wrapped in `.*( ).*`.
+// Memoised: the same patterns (a projection's, a rule family's) recur in
+// many rules, and parsing them was a seventh of a build.
+#[cached::proc_macro::cached(size = 4096, key = "String", convert = "{ pattern.to_string() }")]
 pub fn lucene_regex(pattern: &str) -> Result<String, String> {
     use regex_syntax::ast::parse::ParserBuilder;
     let ast = ParserBuilder::new()
@@ -642,6 +645,7 @@ fn lucene_ast(a: &regex_syntax::ast::Ast, out: &mut String) -> Result<(), String
 /// A portable regex as a Lucene regex over lower-cased text (ES|QL has no
 /// case-insensitive RLIKE): letters are lower-cased, and a class range whose
 /// ends differ in case is refused, since lower-casing would change it.
+#[cached::proc_macro::cached(size = 4096, key = "String", convert = "{ pattern.to_string() }")]
 pub fn lucene_regex_folded(pattern: &str) -> Result<String, String> {
     use regex_syntax::ast::parse::ParserBuilder;
     let ast = ParserBuilder::new()

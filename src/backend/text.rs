@@ -52,7 +52,12 @@ pub fn python_str(s: &str) -> String {
 
 /// A TOML basic string, escaped by the toml crate.
 pub fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    // What `toml::Value::String(..).to_string()` writes (toml_edit's string
+    // repr), without building a document around it.
+    use toml_write::ToTomlValue;
+    toml_write::TomlStringBuilder::new(s)
+        .as_default()
+        .to_toml_value()
 }
 
 /// A double-quoted SPL value: `\\` and `\"` escaped. Newlines cannot be
@@ -92,22 +97,19 @@ pub fn yaml_str(s: &str) -> String {
 /// Text for a `#` comment line: line breaks and other characters YAML or
 /// Python would not keep inside a comment become spaces.
 pub fn comment_text(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            let u = c as u32;
-            if u < 0x20
-                || (0x7f..=0x9f).contains(&u)
-                || matches!(
-                    c,
-                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
-                )
-            {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
+    let breaks = |c: char| {
+        let u = c as u32;
+        u < 0x20
+            || (0x7f..=0x9f).contains(&u)
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            )
+    };
+    if !s.chars().any(breaks) {
+        return s.to_string();
+    }
+    s.chars().map(|c| if breaks(c) { ' ' } else { c }).collect()
 }
 
 fn filter(f: fn(&str) -> String) -> impl tera::Filter {
@@ -144,9 +146,18 @@ mod tests {
 
     #[test]
     fn toml_and_yaml_escape_quotes() {
-        for v in ["a\"b", "'''", "\"\"\"", "a\\b\n\u{1}\u{7f}😀"] {
+        for v in [
+            "a\"b",
+            "'''",
+            "\"\"\"",
+            "a\\b\n\u{1}\u{7f}😀",
+            "it's \"x\"\n'''",
+            "",
+        ] {
             let doc: toml::Table = toml::from_str(&format!("x = {}", toml_str(v))).unwrap();
             assert_eq!(doc["x"].as_str(), Some(v));
+            // The same text the toml crate writes for a string value.
+            assert_eq!(toml_str(v), toml::Value::String(v.into()).to_string());
         }
         assert_eq!(yaml_str("x: \"y\"\n"), "\"x: \\\"y\\\"\\n\"");
     }

@@ -157,21 +157,30 @@ impl Evaluator {
     fn regex(&mut self, pattern: &str, cased: bool) -> Option<&Regex> {
         self.regexes
             .entry((pattern.to_string(), cased))
-            .or_insert_with(|| {
-                // Case-insensitive is detc's folding (`crate::fold`), written
-                // into the pattern; Rust's `(?i)` would also fold `ſ` to `s`.
-                let pattern = if cased {
-                    pattern.to_string()
-                } else {
-                    crate::fold::expand_regex(pattern, crate::fold::Ascii::Explicit)?
-                };
-                RegexBuilder::new(&pattern)
-                    .size_limit(crate::check::regex_subset::EVAL_SIZE_LIMIT)
-                    .build()
-                    .ok()
-            })
+            .or_insert_with(|| compiled(pattern, cased))
             .as_ref()
     }
+}
+
+/// `pattern` compiled for the evaluator. Case-insensitive is detc's folding
+/// (`crate::fold`), written into the pattern; Rust's `(?i)` would also fold
+/// `ſ` to `s`. Memoised for the process: rules share their regexes, and
+/// compiling them was a twentieth of a build.
+#[cached::proc_macro::cached(
+    size = 4096,
+    key = "(String, bool)",
+    convert = "{ (pattern.to_string(), cased) }"
+)]
+fn compiled(pattern: &str, cased: bool) -> Option<Regex> {
+    let pattern = if cased {
+        pattern.to_string()
+    } else {
+        crate::fold::expand_regex(pattern, crate::fold::Ascii::Explicit)?
+    };
+    RegexBuilder::new(&pattern)
+        .size_limit(crate::check::regex_subset::EVAL_SIZE_LIMIT)
+        .build()
+        .ok()
 }
 
 /// `==` between a leaf and a value, or `None` when they cannot be compared
