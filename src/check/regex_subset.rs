@@ -3,8 +3,6 @@
 //! groups `( )`, alternation and the greedy quantifiers `* + ? {m,n}`.
 
 use regex_syntax::ast::{self, Ast, ErrorKind};
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 
 /// `Ok(())` if `pattern` lies in the portable subset, else why not and a hint.
 pub fn check(pattern: &str) -> Result<(), (String, &'static str)> {
@@ -34,7 +32,7 @@ pub fn check(pattern: &str) -> Result<(), (String, &'static str)> {
         }
     };
     walk(&ast)?;
-    sizes(pattern)
+    sizes(pattern, &ast)
 }
 
 /// The evaluator's compiled-size limit (`RegexBuilder::size_limit`).
@@ -58,25 +56,14 @@ const LUCENE_STATES: usize = 10_000;
 
 /// A pattern that checks must also build everywhere: within the evaluator's
 /// size limit, and within the states Lucene determinizes for the
-/// `.*( ).*` form Elastic runs (estimated from a DFA over bytes, which has
-/// at least as many states as Lucene's over code points for ASCII text).
-fn sizes(pattern: &str) -> Result<(), (String, &'static str)> {
-    // Building the automata is the slow part of checking a rule, and rules
-    // share their regexes: each pattern is measured once per process.
-    type Memo = HashMap<String, Result<(), (String, &'static str)>>;
-    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
-    let memo = MEMO.get_or_init(Default::default);
-    if let Some(known) = memo.lock().ok().and_then(|m| m.get(pattern).cloned()) {
-        return known;
-    }
-    let result = measure(pattern);
-    if let Ok(mut m) = memo.lock() {
-        m.insert(pattern.to_string(), result.clone());
-    }
-    result
-}
-
-fn measure(pattern: &str) -> Result<(), (String, &'static str)> {
+/// `.*( ).*` form Elastic runs (bounded by [`words_bound`], else estimated
+/// from a DFA over bytes, which has at least as many states as Lucene's over
+/// code points for ASCII text). `ast` is `pattern` parsed.
+///
+/// Building the automata is the slow part of checking a rule, and rules
+/// share their regexes: each pattern is measured once per process.
+#[cached::proc_macro::cached(key = "String", convert = "{ pattern.to_string() }")]
+fn sizes(pattern: &str, ast: &Ast) -> Result<(), (String, &'static str)> {
     const HINT: &str = "simplify the pattern: fewer bounded repeats of classes, or split it into several conditions";
     regex::RegexBuilder::new(pattern)
         .case_insensitive(true)
@@ -96,7 +83,7 @@ fn measure(pattern: &str) -> Result<(), (String, &'static str)> {
             HINT,
         )
     };
-    if words_bound(pattern).is_some_and(|n| n <= LUCENE_STATES) {
+    if words_bound(pattern, ast).is_some_and(|n| n <= LUCENE_STATES) {
         return Ok(());
     }
     match dfa_states(pattern) {
@@ -110,16 +97,11 @@ fn measure(pattern: &str) -> Result<(), (String, &'static str)> {
 /// R's words, before and after a match (the Aho-Corasick bound), and 16
 /// for the states every automaton has (start, dead, quit, end of input; the
 /// DFA of `x` has 9). Cheap where building the automaton is not.
-fn words_bound(pattern: &str) -> Option<usize> {
+fn words_bound(pattern: &str, ast: &Ast) -> Option<usize> {
     if !pattern.is_ascii() {
         return None;
     }
-    let ast = ast::parse::ParserBuilder::new()
-        .nest_limit(64)
-        .build()
-        .parse(pattern)
-        .ok()?;
-    let (_, len) = finite(&ast)?;
+    let (_, len) = finite(ast)?;
     Some(len.saturating_add(1).saturating_mul(2).saturating_add(16))
 }
 
@@ -275,6 +257,11 @@ mod tests {
     /// The words bound holds: it is never below the states the automaton
     /// really has, so skipping the automaton never accepts a pattern that
     /// would be refused.
+    fn words_bound(p: &str) -> Option<usize> {
+        let ast = regex_syntax::ast::parse::Parser::new().parse(p).unwrap();
+        super::words_bound(p, &ast)
+    }
+
     #[test]
     fn words_bound_is_above_the_automaton() {
         let many = (0..400)
@@ -291,12 +278,12 @@ mod tests {
             "x",
             many.as_str(),
         ] {
-            let bound = super::words_bound(p).expect(p);
+            let bound = words_bound(p).expect(p);
             let states = super::dfa_states(p).expect(p);
             assert!(states <= bound, "{p}: {states} states, bound {bound}");
         }
         for p in ["a[ab]{20}c", "a.*b", "x+", "é"] {
-            assert_eq!(super::words_bound(p), None, "{p}");
+            assert_eq!(words_bound(p), None, "{p}");
         }
     }
 
